@@ -1,0 +1,247 @@
+//! Invariants of the simulated engine, over random workloads.
+
+use std::collections::HashMap;
+use std::task::{Context, Poll, Waker};
+
+use energyllm_core::{
+    BatchingMode, Engine, FrequencyActuator, Mhz, Request, RequestId, RequestStatus, Timestamp,
+};
+use energyllm_engines::{EngineEvent, IterationWork, ModelSpec, SimEngine, SimEngineConfig, SimServer};
+use energyllm_hw::{GpuSpec, SharedSimGpu, SimGpu};
+use proptest::prelude::*;
+
+fn gpu() -> SimGpu {
+    SimGpu::new(GpuSpec::builtin("a100-40gb").unwrap())
+}
+
+fn model() -> ModelSpec {
+    ModelSpec::builtin("llama-3.1-8b").unwrap()
+}
+
+struct Outcome {
+    finished: HashMap<RequestId, u32>,
+    records_ok: bool,
+    elapsed_s: f64,
+    total_energy_j: f64,
+    busy_energy_j: f64,
+    attributed_energy_j: f64,
+    preemptions: u64,
+}
+
+/// Submits each request at its arrival (in batches of `cap` in static mode), switching the clock
+/// now and then, and runs until the engine is idle, checking invariants at every step.
+fn run(reqs: &[Request], config: SimEngineConfig, clocks: &[u32]) -> Result<Outcome, TestCaseError> {
+    let mut gpu = gpu();
+    let idle_w = gpu.spec().idle_power_w;
+    let mut engine = SimEngine::new(config, model(), &gpu).unwrap();
+    let capacity = engine.kv_capacity_tokens();
+    let mut events = Vec::new();
+    let mut finished = HashMap::new();
+    let mut records_ok = true;
+    let mut attributed = 0.0;
+    let mut now = Timestamp::ZERO;
+    let mut next = 0;
+    let mut steps = 0u64;
+    loop {
+        let next_arrival = reqs.get(next).map(|r| r.arrival);
+        let next_engine = engine.next_event_time(&gpu);
+        let t = match (next_arrival, next_engine) {
+            (None, None) => break,
+            (a, e) => a.unwrap_or(Timestamp::MAX).min(e.unwrap_or(Timestamp::MAX)),
+        };
+        prop_assert!(t >= now, "time went back: {t} < {now}");
+        now = t;
+        engine.advance(now, &mut gpu, &mut events);
+        while next < reqs.len() && reqs[next].arrival <= now {
+            engine.submit(now, reqs[next].clone());
+            next += 1;
+        }
+        if steps % 7 == 3 && !clocks.is_empty() {
+            let f = Mhz(clocks[(steps as usize / 7) % clocks.len()]);
+            engine.request_frequency(now, f, &mut gpu).unwrap();
+        }
+        engine.advance(now, &mut gpu, &mut events);
+        for e in events.drain(..) {
+            if let EngineEvent::Finished(r) = e {
+                *finished.entry(r.id).or_insert(0) += 1;
+                records_ok &= r.arrival_s <= r.dispatch_s
+                    && r.dispatch_s <= r.first_token_s
+                    && r.first_token_s <= r.completion_s
+                    && (r.status == RequestStatus::Rejected || r.output_tokens >= 1);
+                attributed += r.energy_j;
+            }
+        }
+        prop_assert!(engine.kv_usage_frac() <= 1.0);
+        prop_assert!(engine.kv_capacity_tokens() == capacity);
+        if let Err(e) = engine.check_invariants() {
+            return Err(TestCaseError::fail(e));
+        }
+        let batches: Vec<u64> = engine.batches_in_flight().collect();
+        if engine.config().batching == BatchingMode::Static {
+            prop_assert!(
+                batches.windows(2).all(|w| w[0] == w[1]),
+                "static iteration mixes batches {batches:?}"
+            );
+        }
+        steps += 1;
+        prop_assert!(steps < 5_000_000, "runaway simulation");
+    }
+    gpu.advance(now);
+    prop_assert!(engine.is_idle());
+    prop_assert!(gpu.total_energy_j() + 1e-6 >= idle_w * now.as_secs_f64());
+    Ok(Outcome {
+        finished,
+        records_ok,
+        elapsed_s: now.as_secs_f64(),
+        total_energy_j: gpu.total_energy_j(),
+        busy_energy_j: gpu.busy_energy_j(),
+        attributed_energy_j: attributed,
+        preemptions: engine.stats().preemptions,
+    })
+}
+
+fn requests() -> impl Strategy<Value = Vec<Request>> {
+    prop::collection::vec((0.0f64..5.0, 1u32..2048, 0u32..600), 1..60).prop_map(|v| {
+        let mut t = 0.0;
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (gap, input, output))| {
+                t += gap * 0.2;
+                Request {
+                    id: RequestId(i as u64),
+                    arrival: Timestamp::from_secs_f64(t),
+                    input_tokens: input,
+                    output_tokens: output,
+                }
+            })
+            .collect()
+    })
+}
+
+fn small_cache(batching: BatchingMode, max_num_seqs: u32) -> SimEngineConfig {
+    // About 10k tokens of KV cache: enough for any one request, too little for many.
+    SimEngineConfig {
+        batching,
+        gpu_memory_utilization: 0.43,
+        max_num_seqs,
+        max_num_batched_tokens: 1024,
+        ..Default::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_request_ends_exactly_once_and_energy_is_accounted(
+        reqs in requests(),
+        static_mode in any::<bool>(),
+        max_num_seqs in 1u32..64,
+        small in any::<bool>(),
+        clocks in prop::collection::vec(prop::sample::select(vec![705u32, 810, 1005, 1200, 1410]), 0..4),
+    ) {
+        let batching = if static_mode { BatchingMode::Static } else { BatchingMode::Continuous };
+        let config = if small {
+            small_cache(batching, max_num_seqs)
+        } else {
+            SimEngineConfig { batching, max_num_seqs, ..Default::default() }
+        };
+        let out = run(&reqs, config, &clocks)?;
+        prop_assert_eq!(out.finished.len(), reqs.len());
+        prop_assert!(out.finished.values().all(|&n| n == 1));
+        prop_assert!(out.records_ok);
+        prop_assert!(out.busy_energy_j <= out.total_energy_j + 1e-9);
+        // Attributed energy is the iterations' energy: busy energy minus switch stalls.
+        prop_assert!(out.attributed_energy_j <= out.busy_energy_j * (1.0 + 1e-9) + 1e-9);
+        prop_assert!(out.elapsed_s >= reqs.last().unwrap().arrival.as_secs_f64());
+    }
+}
+
+#[test]
+fn a_small_cache_preempts_and_still_completes_everything() {
+    let reqs: Vec<Request> = (0..40)
+        .map(|i| Request {
+            id: RequestId(i),
+            arrival: Timestamp::ZERO,
+            input_tokens: 600,
+            output_tokens: 500,
+        })
+        .collect();
+    let out = run(&reqs, small_cache(BatchingMode::Continuous, 64), &[]).unwrap();
+    assert_eq!(out.finished.len(), 40);
+    assert!(out.preemptions > 0, "a 10k-token cache must preempt 40 × 1100-token requests");
+}
+
+#[test]
+fn a_request_that_can_never_fit_is_rejected_not_lost() {
+    let mut gpu = gpu();
+    let mut engine = SimEngine::new(small_cache(BatchingMode::Continuous, 8), model(), &gpu).unwrap();
+    let huge =
+        Request { id: RequestId(7), arrival: Timestamp::ZERO, input_tokens: 1_000_000, output_tokens: 10 };
+    engine.submit(Timestamp::ZERO, huge);
+    let mut events = Vec::new();
+    engine.advance(Timestamp::ZERO, &mut gpu, &mut events);
+    assert!(
+        matches!(&events[..], [EngineEvent::Finished(r)] if r.status == RequestStatus::Rejected && r.id == RequestId(7))
+    );
+    assert!(engine.is_idle());
+}
+
+#[test]
+fn iteration_time_falls_with_clock_and_decode_cares_less_than_prefill() {
+    let (m, g) = (model(), gpu());
+    let timing = SimEngineConfig::default().timing;
+    let prefill =
+        IterationWork { prefill_tokens: 4096, attention_pairs: 4096.0 * 2048.0, ..Default::default() };
+    let decode = IterationWork {
+        decode_tokens: 8,
+        kv_read_tokens: 8 * 500,
+        attention_pairs: 8.0 * 500.0,
+        ..Default::default()
+    };
+    let time = |w: &IterationWork, f: u32| timing.cost(&m, g.spec(), Mhz(f), w).time_s;
+    let mut last = (f64::INFINITY, f64::INFINITY);
+    for f in (210..=1410).step_by(15) {
+        let now = (time(&prefill, f), time(&decode, f));
+        assert!(now.0 <= last.0 && now.1 <= last.1, "time rose at {f} MHz");
+        last = now;
+    }
+    let slowdown = |w: &IterationWork| time(w, 705) / time(w, 1410);
+    assert!(slowdown(&prefill) > 1.8, "prefill is compute-bound: {}", slowdown(&prefill));
+    assert!(slowdown(&decode) < 1.4, "decode is memory-bound: {}", slowdown(&decode));
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the simulated engine's futures are always ready"),
+    }
+}
+
+#[test]
+fn the_engine_seam_runs_a_batch_at_the_clock_the_actuator_set() {
+    let shared = SharedSimGpu::new(gpu());
+    let mut server = SimServer::new(SimEngineConfig::default(), model(), shared.clone()).unwrap();
+    let batch: Vec<Request> = (0..8)
+        .map(|i| Request {
+            id: RequestId(i),
+            arrival: Timestamp::ZERO,
+            input_tokens: 2000,
+            output_tokens: 100,
+        })
+        .collect();
+    let latency = |records: &[energyllm_core::RequestRecord]| {
+        records.iter().map(|r| r.e2e_latency_s()).fold(0.0, f64::max)
+    };
+    let fast = block_on(server.run_batch(&batch)).unwrap();
+    let mut actuator = server.gpu();
+    actuator.set_frequency(Mhz(705)).unwrap();
+    let slow = block_on(server.run_batch(&batch)).unwrap();
+    assert_eq!(fast.len(), 8);
+    assert_eq!(slow.iter().map(|r| r.id).collect::<Vec<_>>(), batch.iter().map(|r| r.id).collect::<Vec<_>>());
+    assert!(latency(&slow) > latency(&fast), "{} vs {}", latency(&slow), latency(&fast));
+    let state = block_on(server.state()).unwrap();
+    assert_eq!((state.running, state.waiting), (0, 0));
+    assert!(shared.lock().total_energy_j() > 0.0);
+}
