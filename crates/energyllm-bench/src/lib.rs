@@ -1,1 +1,23 @@
-//! placeholder
+/*!
+Workloads, the discrete-event runner, experiments, reports and the `energyllm` program.
+
+- [`workload`]: request lengths (the EnergyLLM JSON-lines schema, the bundled samples) and
+  arrival processes.
+- [`driver`]: the discrete-event driver. It owns virtual time and steps the sans-IO
+  [`Controller`](energyllm_core::Controller), the simulated engine and the simulated GPU, the way
+  the live gateway drives the same controller with real time.
+- [`eval`]: policy comparisons over several seeded runs on identical workloads; [`report`]:
+  the paper's table and CSV/JSON outputs.
+- [`cli`]: the command-line surface, shared by the `energyllm` binary and `cargo xtask`.
+*/
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod driver;
+mod error;
+pub mod eval;
+pub mod report;
+pub mod synthetic;
+pub mod workload;
+
+pub use error::Error;

@@ -306,7 +306,7 @@ impl SimEngine {
         if !self.finished.is_empty() {
             return Some(gpu.now());
         }
-        let has_work = !self.running.is_empty() || self.admissible();
+        let has_work = !self.running.is_empty() || !self.waiting.is_empty();
         has_work.then(|| gpu.stall_until().max(gpu.now()))
     }
 
@@ -328,33 +328,36 @@ impl SimEngine {
         tokens.div_ceil(self.config.block_size)
     }
 
-    /// Whether the head of the queue could be admitted now.
+    /// Whether the head of the queue could be admitted now. In static mode only members of the
+    /// current batch are admitted; [`admit`](Self::admit) opens a new batch when the engine is
+    /// empty.
     fn admissible(&self) -> bool {
         let Some(head) = self.waiting.front() else { return false };
         if self.running.len() >= self.config.max_num_seqs as usize {
             return false;
         }
-        if self.config.batching == BatchingMode::Static
-            && !self.running.is_empty()
-            && head.batch != self.current_batch
-        {
+        if self.config.batching == BatchingMode::Static && head.batch != self.current_batch {
             return false;
         }
         self.blocks_for(head.prompt_len + 1) <= self.free_blocks
     }
 
     fn admit(&mut self) {
-        let mut new_batch = self.config.batching == BatchingMode::Static && self.running.is_empty();
+        if self.config.batching == BatchingMode::Static
+            && self.running.is_empty()
+            && !self.waiting.is_empty()
+            && (self.current_batch == 0 || !self.waiting.iter().any(|s| s.batch == self.current_batch))
+        {
+            // The engine is empty and the last batch has no member left waiting: everything
+            // submitted since forms the next batch.
+            self.current_batch += 1;
+            self.stats.batches += 1;
+            for s in self.waiting.iter_mut().filter(|s| s.batch == 0) {
+                s.batch = self.current_batch;
+            }
+        }
         while self.admissible() {
             let Some(mut seq) = self.waiting.pop_front() else { break };
-            if seq.batch == 0 {
-                if new_batch {
-                    self.current_batch += 1;
-                    self.stats.batches += 1;
-                    new_batch = false;
-                }
-                seq.batch = self.current_batch.max(1);
-            }
             seq.blocks = self.blocks_for(seq.prompt_len + 1);
             self.free_blocks -= seq.blocks;
             self.running.push(seq);
@@ -431,8 +434,11 @@ impl SimEngine {
         // Energy over the whole-nanosecond duration the GPU will integrate, so that attributed
         // and metered energy agree.
         let duration = energyllm_core::duration_from_secs(cost.time_s);
-        self.iteration =
-            Some(Iteration { end: now + duration, energy_j: gpu.power_at(cost.load) * duration.as_secs_f64(), tokens });
+        self.iteration = Some(Iteration {
+            end: now + duration,
+            energy_j: gpu.power_at(cost.load) * duration.as_secs_f64(),
+            tokens,
+        });
     }
 
     fn finish_iteration(&mut self, it: Iteration, gpu: &mut SimGpu, out: &mut Vec<EngineEvent>) {

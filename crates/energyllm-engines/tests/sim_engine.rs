@@ -245,3 +245,43 @@ fn the_engine_seam_runs_a_batch_at_the_clock_the_actuator_set() {
     assert_eq!((state.running, state.waiting), (0, 0));
     assert!(shared.lock().total_energy_j() > 0.0);
 }
+
+#[test]
+fn a_static_batch_runs_its_members_together() {
+    let mut gpu = gpu();
+    let config = SimEngineConfig { batching: BatchingMode::Static, ..Default::default() };
+    let mut engine = SimEngine::new(config, model(), &gpu).unwrap();
+    let mut events = Vec::new();
+    let submit = |engine: &mut SimEngine, ids: std::ops::Range<u64>, at: Timestamp| {
+        for i in ids {
+            engine.submit(
+                at,
+                Request { id: RequestId(i), arrival: at, input_tokens: 100, output_tokens: 50 + i as u32 },
+            );
+        }
+    };
+    submit(&mut engine, 0..8, Timestamp::ZERO);
+    engine.advance(Timestamp::ZERO, &mut gpu, &mut events);
+    // A late arrival must wait for the whole first batch.
+    let late = Timestamp::from_secs_f64(0.01);
+    submit(&mut engine, 8..9, late);
+    let mut first_tokens = HashMap::new();
+    let mut done = HashMap::new();
+    while let Some(t) = engine.next_event_time(&gpu) {
+        engine.advance(t, &mut gpu, &mut events);
+        for e in events.drain(..) {
+            match e {
+                EngineEvent::FirstToken(id) => drop(first_tokens.insert(id.0, t)),
+                EngineEvent::Finished(r) => drop(done.insert(r.id.0, r.completion_s)),
+            }
+        }
+    }
+    let first_batch: Vec<Timestamp> = (0..8).map(|i| first_tokens[&i]).collect();
+    assert!(
+        first_batch.iter().all(|&t| t == first_batch[0]),
+        "one prefill iteration for the batch: {first_batch:?}"
+    );
+    let last_of_batch = (0..8).map(|i| done[&i]).fold(0.0, f64::max);
+    assert!(first_tokens[&8].as_secs_f64() > last_of_batch, "request 8 joined a running static batch");
+    assert_eq!(engine.stats().batches, 2);
+}

@@ -1,1 +1,1 @@
-//! placeholder
+//! Performance and energy models (filled by the models issue).

@@ -1,1 +1,76 @@
-//! placeholder
+/*!
+Policies: what decides the GPU clock and the batch cap at each decision epoch.
+
+Every policy implements [`Policy`](energyllm_core::Policy) and registers itself in the policy
+registry with a name, a one-line description and a constructor from a config value, so
+`energyllm list` shows it and `--policy NAME:key=value` builds it. A policy sees only the
+[`Observation`](energyllm_core::Observation) the controller builds; it never reads a request's true
+output length (the clairvoyant reference is the one documented exception).
+
+| name | observes | sets | follows |
+|---|---|---|---|
+| `static-high` | nothing | top clock, batch 8 | EnergyLLM's Static-High reference |
+| `fixed` | nothing | a given clock and batch | EnergyLLM's fixed-clock / fixed-batch ablations |
+
+The other baselines (DVFS-Only, Batch-Only, Reactive-DVFS, Token-Aware, DynamoLLM-like,
+throttLL'eM-like, VoltanaLLM-like, the heuristic, the clairvoyant reference) and the PPO agent
+come in their own modules as their issues land.
+*/
+#![deny(missing_docs)]
+
+pub mod baselines;
+
+pub use baselines::{Fixed, FixedConfig, StaticHigh, StaticHighConfig};
+
+/// Call from a binary so the linker keeps this crate's plugin registrations (inventory's
+/// submissions in a crate nothing references are dropped).
+pub fn link() {}
+
+#[cfg(test)]
+mod tests {
+    use energyllm_core::registry::{find, PolicyContext, PolicyPlugin};
+    use energyllm_core::{ActionSpace, Mhz, Slo};
+    use serde_json::json;
+
+    fn ctx() -> PolicyContext {
+        PolicyContext { action_space: ActionSpace::paper(), slo: Slo::default(), seed: 0 }
+    }
+
+    fn obs() -> energyllm_core::Observation {
+        let mut c = energyllm_core::Controller::new(
+            Default::default(),
+            Box::new(energyllm_core::testutil::FixedPolicy(energyllm_core::Action {
+                freq: Mhz(1410),
+                batch: 8,
+            })),
+        )
+        .unwrap();
+        c.handle(energyllm_core::Timestamp::ZERO, energyllm_core::Event::Tick);
+        c.observe(energyllm_core::Timestamp::ZERO)
+    }
+
+    #[test]
+    fn static_high_takes_the_top_clock_and_batch_8() {
+        let p = find::<PolicyPlugin>("static-high").unwrap();
+        let mut policy = (p.build)(&json!({}), &ctx()).unwrap();
+        let a = policy.decide(&obs());
+        assert_eq!((a.freq, a.batch), (Mhz(1410), 8));
+    }
+
+    #[test]
+    fn fixed_snaps_its_clock_and_refuses_bad_parameters() {
+        let p = find::<PolicyPlugin>("fixed").unwrap();
+        let mut policy = (p.build)(&json!({"freq": 1199, "batch": 16}), &ctx()).unwrap();
+        let a = policy.decide(&obs());
+        assert_eq!((a.freq, a.batch), (Mhz(1200), 16));
+        for (bad, needle) in [
+            (json!({"freq": 1200}), "missing field `batch`"),
+            (json!({"freq": 1200, "batch": 16, "extra": 1}), "unknown field `extra`"),
+            (json!({"freq": 3000, "batch": 16}), "outside"),
+            (json!({"freq": 1200, "batch": 0}), "batch must be"),
+        ] {
+            let e = (p.build)(&bad, &ctx()).err().unwrap().to_string();
+            assert!(e.contains(needle) && e.contains("fixed"), "{e}");
+        }
+    }
+}
