@@ -28,6 +28,9 @@ pub struct PolicyContext {
     pub seed: u64,
 }
 
+/// A policy constructor: its config and the context it runs in.
+pub type BuildPolicy = fn(&ConfigValue, &PolicyContext) -> Result<Box<dyn Policy>, Error>;
+
 /// A registered [`Policy`].
 pub struct PolicyPlugin {
     /// Unique name, as used on the command line.
@@ -35,7 +38,7 @@ pub struct PolicyPlugin {
     /// One line saying what it does.
     pub description: &'static str,
     /// Builds the policy from its config.
-    pub build: fn(&ConfigValue, &PolicyContext) -> Result<Box<dyn Policy>, Error>,
+    pub build: BuildPolicy,
 }
 inventory::collect!(PolicyPlugin);
 

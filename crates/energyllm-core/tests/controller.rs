@@ -1,5 +1,7 @@
 //! Scripted event sequences → expected commands.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 use energyllm_core::testutil::{FixedPolicy, ScriptedPolicy};
 use energyllm_core::{
     Action, ActionSpace, BatchingMode, Command, Controller, ControllerConfig, Event, Mhz, Request, RequestId,

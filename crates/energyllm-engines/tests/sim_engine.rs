@@ -1,5 +1,7 @@
 //! Invariants of the simulated engine, over random workloads.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 use std::collections::HashMap;
 use std::task::{Context, Poll, Waker};
 

@@ -1,0 +1,89 @@
+//! The whole simulated system: controller + engine + GPU under the discrete-event driver.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
+use std::collections::HashSet;
+
+use energyllm_bench::driver::{simulate, SimSetup};
+use energyllm_bench::eval::{evaluate, EvalSettings};
+use energyllm_bench::report::markdown_table;
+use energyllm_bench::workload::{poisson_requests, LengthDataset};
+use energyllm_core::testutil::FixedPolicy;
+use energyllm_core::{Action, BatchingMode, Mhz, PluginSpec, RunSummary};
+use proptest::prelude::*;
+
+fn settings(seed: u64) -> EvalSettings {
+    EvalSettings {
+        policies: vec![
+            PluginSpec::parse("static-high").unwrap(),
+            PluginSpec::parse("fixed:freq=1005,batch=16").unwrap(),
+        ],
+        setup: SimSetup::builtin("a100-40gb", "llama-3.1-8b").unwrap(),
+        dataset: LengthDataset::sharegpt_like(),
+        arrival_rate_rps: 0.8,
+        duration_s: 30.0,
+        runs: 2,
+        seed,
+    }
+}
+
+fn summaries(seed: u64) -> Vec<RunSummary> {
+    energyllm_policy::link();
+    evaluate(&settings(seed), |_| {}).unwrap().into_iter().map(|m| m.summary).collect()
+}
+
+#[test]
+fn the_same_seed_gives_identical_results() {
+    let a = summaries(3);
+    assert_eq!(a, summaries(3));
+    assert_ne!(a, summaries(4));
+}
+
+#[test]
+fn table_format() {
+    insta::assert_snapshot!(markdown_table(&summaries(0)));
+}
+
+#[test]
+fn a_lower_clock_saves_energy_on_this_memory_bound_workload() {
+    let s = summaries(0);
+    assert!(
+        s[1].energy_per_request_j < s[0].energy_per_request_j,
+        "{} vs {}",
+        s[1].energy_per_request_j,
+        s[0].energy_per_request_j
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_request_is_lost_or_duplicated_and_energy_covers_idle_power(
+        rate in 0.2f64..6.0,
+        duration in 5.0f64..40.0,
+        seed in 0u64..1000,
+        freq in prop::sample::select(vec![705u32, 1005, 1410]),
+        batch in prop::sample::select(vec![1u32, 4, 16, 64]),
+        static_mode in any::<bool>(),
+        interval in prop::sample::select(vec![0.25f64, 1.0, 5.0]),
+    ) {
+        let mut setup = SimSetup::builtin("a100-40gb", "llama-3.1-8b").unwrap();
+        setup.controller.batching = if static_mode { BatchingMode::Static } else { BatchingMode::Continuous };
+        setup.controller.decision_interval_s = Some(interval);
+        let requests = poisson_requests(&LengthDataset::sharegpt_like(), rate, duration, seed).unwrap();
+        let policy = Box::new(FixedPolicy(Action { freq: Mhz(freq), batch }));
+        let run = simulate(&setup, policy, &requests, duration).unwrap();
+        let ids: HashSet<_> = run.records.iter().map(|r| r.id).collect();
+        prop_assert_eq!(run.records.len(), requests.len());
+        prop_assert_eq!(ids.len(), requests.len());
+        prop_assert!(run.totals.elapsed_s + 1e-9 >= duration, "whole-ns rounding only");
+        prop_assert!(run.totals.total_energy_j + 1e-6 >= setup.gpu.idle_power_w * run.totals.elapsed_s);
+        prop_assert!(run.totals.busy_energy_j <= run.totals.total_energy_j + 1e-9);
+        prop_assert!(run.timeline.windows(2).all(|w| w[0].time_s <= w[1].time_s));
+        prop_assert!(run.records.iter().all(|r| r.dispatch_s >= r.arrival_s && r.completion_s <= run.totals.elapsed_s + 1e-9));
+        if static_mode {
+            prop_assert!(run.controller.dispatched == requests.len() as u64);
+        }
+    }
+}
