@@ -20,7 +20,8 @@ const RATE_RPS: f64 = 10.0;
 fn one_hour(c: &mut Criterion) {
     let mut setup = SimSetup::builtin("a100-40gb", "llama-3.1-8b").expect("built-in profiles");
     setup.controller.batching = BatchingMode::Continuous;
-    let requests = poisson_requests(&LengthDataset::sharegpt_like(), RATE_RPS, HOUR_S, 0).expect("valid settings");
+    let requests =
+        poisson_requests(&LengthDataset::sharegpt_like(), RATE_RPS, HOUR_S, 0).expect("valid settings");
     let policy = || Box::new(FixedPolicy(Action { freq: Mhz(1410), batch: 64 }));
     let probe = simulate(&setup, policy(), &requests, HOUR_S).expect("simulation runs");
     eprintln!(
@@ -30,7 +31,9 @@ fn one_hour(c: &mut Criterion) {
         probe.controller.decisions,
         probe.totals.elapsed_s
     );
-    for (name, elements) in [("iterations", probe.engine.iterations), ("sim_seconds", probe.totals.elapsed_s as u64)] {
+    for (name, elements) in
+        [("iterations", probe.engine.iterations), ("sim_seconds", probe.totals.elapsed_s as u64)]
+    {
         let mut group = c.benchmark_group(name);
         group.sample_size(10);
         group.throughput(Throughput::Elements(elements));
