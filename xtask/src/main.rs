@@ -1,13 +1,14 @@
 //! `cargo xtask …`: the project's reproducible pipelines.
 
 use std::path::{Path, PathBuf};
-use std::process::Command as Process;
+use std::process::{Command as Process, ExitCode};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
+use energyllm_bench::calibrate::calibrate;
 use energyllm_bench::cli::{run_eval, EvalArgs};
-use energyllm_bench::synthetic::SHAREGPT_LIKE;
+use energyllm_bench::workload::bundled;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "energyllm's reproducible pipelines")]
@@ -17,12 +18,41 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run; boxing would only add noise
 enum Command {
     /// The main comparison on the embedded simulator and the bundled sample workload; writes
     /// results/eval unless --out says otherwise.
     Eval(EvalArgs),
-    /// Regenerate the bundled synthetic workload samples.
-    GenSamples,
+    /// Check the simulator against real measurements and print the calibration report; exits
+    /// non-zero when a target is missed.
+    Calibrate {
+        /// The data directory (the `shared/data` layout: vidur/, mlenergy-leaderboard-v3/, …).
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Also fit each section's constants and print them beside the shipped ones.
+        #[arg(long)]
+        refit: bool,
+    },
+    /// Regenerate the bundled workload files in crates/energyllm-bench/data: the synthetic samples
+    /// always, the Mooncake and arXiv conversions when the shared data directory is there.
+    GenSamples {
+        /// The data directory holding mooncake-traces/ and vidur/ (the `shared/data` layout).
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Compare with the files in the repository instead of writing; fails if any differs.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Benchmark `dataset process` on a large generated ShareGPT file (constant memory): prints
+    /// wall time, throughput and peak RSS.
+    BenchProcess {
+        /// Size of the generated file, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        /// Tokenizer to count with.
+        #[arg(long, default_value = "cl100k_base")]
+        tokenizer: String,
+    },
     /// Run the criterion benchmarks (release profile).
     Bench {
         /// Extra arguments for criterion, e.g. a benchmark name filter.
@@ -34,21 +64,69 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a command; `Ok` carries the exit code of commands that can fail without an error
+/// (a missed calibration target).
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    if let Command::Calibrate { data, refit } = command {
+        let data = if data.is_relative() { workspace_root().join(data) } else { data };
+        let report = calibrate(&data, refit)?;
+        print!("{}", report.render());
+        if report.met() < report.checks.len() {
+            eprintln!("{} of {} calibration targets missed", report.checks.len() - report.met(), report.checks.len());
+            return Ok(ExitCode::FAILURE);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    run_other(command).map(|()| ExitCode::SUCCESS)
+}
+
+fn run_other(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Eval(mut args) => {
             if args.out.is_none() {
                 args.out = Some(workspace_root().join("results/eval"));
             }
             run_eval(&args)
         }
-        Command::GenSamples => {
-            let path = workspace_root().join("crates/energyllm-bench/data/sharegpt_like_sample.jsonl");
-            std::fs::write(&path, SHAREGPT_LIKE.to_jsonl())
-                .with_context(|| format!("writing {}", path.display()))?;
-            println!("wrote {}", path.display());
+        Command::Calibrate { .. } => unreachable!("handled in run"),
+        Command::GenSamples { data, check } => {
+            let data = if data.is_relative() { workspace_root().join(data) } else { data };
+            let shared = data.join(bundled::MOONCAKE_CONVERSATION_SOURCE).is_file().then_some(data.as_path());
+            if shared.is_none() {
+                println!("{} not found: regenerating the synthetic samples only", data.display());
+            }
+            let dir = workspace_root().join("crates/energyllm-bench/data");
+            let mut stale = Vec::new();
+            for (file, contents) in bundled::regenerate(shared)? {
+                let path = dir.join(file);
+                if check {
+                    let current = std::fs::read_to_string(&path).unwrap_or_default();
+                    let verdict = if current == contents { "up to date" } else { "STALE" };
+                    println!("{verdict}: {}", path.display());
+                    if current != contents {
+                        stale.push(file);
+                    }
+                } else {
+                    std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+            }
+            if !stale.is_empty() {
+                bail!("{} bundled file(s) differ from what gen-samples makes: {}", stale.len(), stale.join(", "));
+            }
             Ok(())
         }
+        Command::BenchProcess { size_mib, tokenizer } => bench_process(size_mib, &tokenizer),
         Command::Bench { args } => {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Process::new(cargo)
@@ -64,3 +142,53 @@ fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+/// Peak resident set size (VmHWM) of this process, in KiB, from /proc/self/status.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn bench_process(size_mib: u64, tokenizer: &str) -> anyhow::Result<()> {
+    use energyllm_bench::workload::process::{process_file, write_synthetic_sharegpt, ProcessOptions, RawFormat, Turns};
+    use energyllm_bench::workload::tokenize::Tokenizer;
+
+    let dir = std::env::temp_dir().join(format!("energyllm-bench-process-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let input = dir.join("sharegpt_big.json");
+    let output = dir.join("processed.jsonl");
+    let result = (|| -> anyhow::Result<()> {
+        let t = std::time::Instant::now();
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
+        let conversations = write_synthetic_sharegpt(&mut w, size_mib << 20, 0)?;
+        std::io::Write::flush(&mut w)?;
+        drop(w);
+        let bytes = std::fs::metadata(&input)?.len();
+        println!(
+            "generated {} ({:.0} MiB, {conversations} conversations) in {:.1} s; peak RSS so far {} KiB",
+            input.display(),
+            bytes as f64 / 1048576.0,
+            t.elapsed().as_secs_f64(),
+            peak_rss_kib().unwrap_or(0)
+        );
+        let tok = Tokenizer::from_spec(tokenizer)?;
+        tok.count("warm up the tokenizer")?;
+        let before = peak_rss_kib().unwrap_or(0);
+        let opts = ProcessOptions { turns: Turns::All, ..ProcessOptions::new(RawFormat::Sharegpt) };
+        let t = std::time::Instant::now();
+        let report = process_file(&input, &output, &tok, &opts)?;
+        let wall = t.elapsed().as_secs_f64();
+        println!("{report}");
+        println!(
+            "process ({tokenizer}, all turns): {wall:.1} s wall, {:.1} MiB/s; peak RSS {} KiB before, {} KiB after",
+            bytes as f64 / 1048576.0 / wall,
+            before,
+            peak_rss_kib().unwrap_or(0)
+        );
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+

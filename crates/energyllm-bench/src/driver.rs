@@ -29,6 +29,16 @@ pub struct SimSetup {
 }
 
 impl SimSetup {
+    /// The simulator's own iteration model as a [`PerfModel`](energyllm_core::PerfModel): what
+    /// look-ahead policies consult on the simulator.
+    pub fn perf_model(&self) -> std::sync::Arc<dyn energyllm_core::PerfModel> {
+        std::sync::Arc::new(energyllm_engines::AnalyticPerfModel::new(
+            self.model.clone(),
+            self.gpu.clone(),
+            self.engine.timing.clone(),
+        ))
+    }
+
     /// Built-in GPU and model profiles with default engine and controller settings.
     pub fn builtin(gpu: &str, model: &str) -> Result<Self, Error> {
         Ok(SimSetup {
@@ -80,7 +90,8 @@ pub fn simulate(
     requests: &[Request],
     arrivals_end_s: f64,
 ) -> Result<RunResult, Error> {
-    let mut gpu = SimGpu::new(setup.gpu.clone());
+    // A tensor-parallel model runs on a group of GPUs locked to one clock.
+    let mut gpu = SimGpu::with_count(setup.gpu.clone(), setup.model.tensor_parallel);
     let mut engine_cfg = setup.engine.clone();
     engine_cfg.batching = setup.controller.batching;
     let mut engine = SimEngine::new(engine_cfg, setup.model.clone(), &gpu)?;

@@ -1,8 +1,9 @@
 /*!
 Workloads, the discrete-event runner, experiments, reports and the `energyllm` program.
 
-- [`workload`]: request lengths (the EnergyLLM JSON-lines schema, the bundled samples) and
-  arrival processes.
+- [`workload`]: request lengths (the EnergyLLM JSON-lines schema, the bundled samples),
+  arrival processes, trace readers and replay, dataset processing with real tokenizers, and
+  statistics; [`cli_dataset`]: `energyllm dataset process|stats|list`.
 - [`driver`]: the discrete-event driver. It owns virtual time and steps the sans-IO
   [`Controller`](energyllm_core::Controller), the simulated engine and the simulated GPU, the way
   the live gateway drives the same controller with real time.
@@ -12,10 +13,17 @@ Workloads, the discrete-event runner, experiments, reports and the `energyllm` p
 */
 #![deny(missing_docs)]
 
+pub mod calibrate;
 pub mod cli;
+pub mod cli_dataset;
+pub mod cli_models;
 pub mod driver;
 mod error;
 pub mod eval;
+pub mod observe;
+pub mod optimize;
+pub mod profile;
+pub mod reference;
 pub mod report;
 pub mod synthetic;
 pub mod workload;

@@ -2,7 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
-use energyllm_bench::cli::{list_plugins, run_eval, EvalArgs};
+mod cli_hw;
+
+use energyllm_bench::cli::{list_plugins, run_eval, run_observe, EvalArgs, ObserveArgs};
+use energyllm_bench::cli_dataset::{run_dataset, DatasetCommand};
+use energyllm_bench::cli_models::{run_fit, run_models, run_profile, FitCommand, ModelsCommand, ProfileArgs};
 
 #[derive(Parser)]
 #[command(name = "energyllm", version, about = "Serve LLMs at the least GPU energy that meets latency SLOs")]
@@ -17,13 +21,36 @@ enum Command {
     Eval(EvalArgs),
     /// List installed policies, actuators, engines and performance models.
     List,
+    /// Reproduce the EnergyLLM paper's three observations on the simulator.
+    Observe(ObserveArgs),
+    /// Process raw datasets into request lengths, summarise length files and traces.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Profile an engine and GPU over clocks, batch sizes and token configs (or sample iterations).
+    Profile(ProfileArgs),
+    /// Fit performance models: `fit wilkins`, `fit gbt`.
+    #[command(subcommand)]
+    Fit(FitCommand),
+    /// Describe and evaluate model files: `models eval`.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// GPUs and GPU backends on this machine: `hw info`.
+    #[command(subcommand)]
+    Hw(cli_hw::HwCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    energyllm_models::link();
     let result = match cli.command {
         Command::Eval(args) => run_eval(&args),
         Command::List => list_plugins().map(|s| print!("{s}")),
+        Command::Observe(args) => run_observe(&args),
+        Command::Dataset(cmd) => run_dataset(&cmd),
+        Command::Profile(args) => run_profile(&args),
+        Command::Fit(cmd) => run_fit(&cmd),
+        Command::Models(cmd) => run_models(&cmd),
+        Command::Hw(cmd) => cli_hw::run_hw(&cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

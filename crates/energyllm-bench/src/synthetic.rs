@@ -1,4 +1,12 @@
-//! Synthetic length distributions for the bundled samples.
+//! Synthetic length distributions for the bundled ShareGPT-like and WildChat-like samples.
+//!
+//! Each recipe is a pair of clipped log-normal distributions fitted by the method of moments to
+//! a published mean and standard deviation: for mean m and standard deviation s,
+//! σ² = ln(1 + s²/m²) and μ = ln m − σ²/2. The published figures are per-turn token counts from
+//! Table 1 of Zhao et al., "WildChat: 1M ChatGPT Interaction Logs in the Wild" (ICLR 2024),
+//! which reports ShareGPT and WildChat side by side with the same method. `data/README.md`
+//! lists them with the statistics of the generated files. The samples are synthetic: no text and
+//! no length from either dataset is in them.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -7,17 +15,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::workload::LengthSample;
 
-/// A clipped log-normal token-length distribution.
+/// A clipped log-normal token-length distribution, given by the mean and standard deviation it
+/// is fitted to.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogNormalLengths {
-    /// Median length in tokens (e^μ).
-    pub median: f64,
-    /// Standard deviation of the log length (σ).
-    pub sigma: f64,
+    /// Published mean, in tokens.
+    pub mean: f64,
+    /// Published standard deviation, in tokens.
+    pub sd: f64,
     /// Smallest length kept (shorter draws are raised to it).
     pub min: u32,
     /// Largest length kept (longer draws are cut to it).
     pub max: u32,
+}
+
+impl LogNormalLengths {
+    /// The log-normal's μ and σ (method of moments).
+    pub fn mu_sigma(&self) -> (f64, f64) {
+        let var_log = (1.0 + (self.sd / self.mean).powi(2)).ln();
+        (self.mean.ln() - var_log / 2.0, var_log.sqrt())
+    }
+
+    /// The median of the fitted (unclipped) distribution, e^μ.
+    pub fn median(&self) -> f64 {
+        self.mu_sigma().0.exp()
+    }
 }
 
 /// The recipe of a synthetic sample.
@@ -33,15 +55,23 @@ pub struct SyntheticRecipe {
     pub seed: u64,
 }
 
-/// The bundled ShareGPT-like sample's recipe: chat-like, with prompts around a hundred tokens
-/// and answers a little longer, both heavy-tailed. These are round figures chosen to resemble
-/// chat traffic, not a fit to ShareGPT; the workloads issue replaces them with fitted
-/// distributions.
+/// ShareGPT-like: WildChat paper, Table 1, ShareGPT row — user turns 94.46 ± 626.39 tokens,
+/// assistant turns 348.45 ± 269.93 tokens. Prompts are clipped to 16 384 tokens (a long-context
+/// window) and answers to 4 096 (ChatGPT's output cap at the time).
 pub const SHAREGPT_LIKE: SyntheticRecipe = SyntheticRecipe {
-    input: LogNormalLengths { median: 110.0, sigma: 1.0, min: 4, max: 2048 },
-    output: LogNormalLengths { median: 120.0, sigma: 0.8, min: 1, max: 1024 },
+    input: LogNormalLengths { mean: 94.46, sd: 626.39, min: 1, max: 16_384 },
+    output: LogNormalLengths { mean: 348.45, sd: 269.93, min: 1, max: 4_096 },
     count: 1000,
     seed: 20_250_101,
+};
+
+/// WildChat-like: WildChat paper, Table 1, WildChat row — user turns 295.58 ± 1 609.18 tokens,
+/// assistant turns 441.34 ± 410.91 tokens; clipped as [`SHAREGPT_LIKE`].
+pub const WILDCHAT_LIKE: SyntheticRecipe = SyntheticRecipe {
+    input: LogNormalLengths { mean: 295.58, sd: 1_609.18, min: 1, max: 16_384 },
+    output: LogNormalLengths { mean: 441.34, sd: 410.91, min: 1, max: 4_096 },
+    count: 1000,
+    seed: 20_250_102,
 };
 
 impl SyntheticRecipe {
@@ -49,9 +79,12 @@ impl SyntheticRecipe {
     pub fn generate(&self) -> Vec<LengthSample> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let draw = |d: &LogNormalLengths, rng: &mut ChaCha8Rng| -> u32 {
-            let dist = LogNormal::new(d.median.ln(), d.sigma)
-                .unwrap_or_else(|_| unreachable!("constant parameters"));
-            (dist.sample(rng).round() as u32).clamp(d.min, d.max)
+            let (mu, sigma) = d.mu_sigma();
+            match LogNormal::new(mu, sigma) {
+                Ok(dist) => (dist.sample(rng).round().min(f64::from(u32::MAX)) as u32).clamp(d.min, d.max),
+                // Only a recipe with a non-finite σ gets here; its median is the best guess.
+                Err(_) => (d.median().round() as u32).clamp(d.min, d.max),
+            }
         };
         (0..self.count)
             .map(|_| {
@@ -75,12 +108,30 @@ impl SyntheticRecipe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::bundled;
 
     #[test]
-    fn the_bundled_sample_is_exactly_what_the_recipe_makes() {
-        assert!(
-            SHAREGPT_LIKE.to_jsonl() == crate::workload::SHAREGPT_LIKE_SAMPLE,
-            "data/sharegpt_like_sample.jsonl is stale: run `cargo xtask gen-samples`"
-        );
+    fn the_bundled_samples_are_exactly_what_the_recipes_make() {
+        for (recipe, name) in [(SHAREGPT_LIKE, "sharegpt-like"), (WILDCHAT_LIKE, "wildchat-like")] {
+            let b = bundled::find(name).unwrap();
+            assert!(
+                recipe.to_jsonl() == b.contents,
+                "data/{} is stale: run `cargo xtask gen-samples`",
+                b.file
+            );
+        }
+    }
+
+    #[test]
+    fn the_fit_reproduces_the_published_moments() {
+        for d in [SHAREGPT_LIKE.input, SHAREGPT_LIKE.output, WILDCHAT_LIKE.input, WILDCHAT_LIKE.output] {
+            let (mu, sigma) = d.mu_sigma();
+            let mean = (mu + sigma * sigma / 2.0).exp();
+            let sd = mean * ((sigma * sigma).exp() - 1.0).sqrt();
+            assert!((mean / d.mean - 1.0).abs() < 1e-12 && (sd / d.sd - 1.0).abs() < 1e-9, "{d:?}");
+        }
+        // Heavy-tailed prompts: the median is far below the mean.
+        assert!((SHAREGPT_LIKE.input.median() - 14.1).abs() < 0.1, "{}", SHAREGPT_LIKE.input.median());
+        assert!((WILDCHAT_LIKE.output.median() - 323.1).abs() < 0.5, "{}", WILDCHAT_LIKE.output.median());
     }
 }

@@ -22,6 +22,7 @@ fn settings(seed: u64) -> EvalSettings {
         dataset: LengthDataset::sharegpt_like(),
         arrival_rate_rps: 0.8,
         duration_s: 30.0,
+        workload: Default::default(),
         runs: 2,
         seed,
     }

@@ -70,6 +70,14 @@ pub enum ActuatorError {
     /// The actuator does not support this operation (e.g. no energy counter).
     #[error("not supported by this actuator: {0}")]
     NotSupported(String),
+    /// The vendor library or driver interface is not on this machine; the message says what to
+    /// install or where to point the actuator.
+    #[error("{0}")]
+    NotInstalled(String),
+    /// The device stopped answering (fell off the bus, needs a reset, was removed); the message
+    /// says how to recover.
+    #[error("device lost: {0}")]
+    DeviceLost(String),
 }
 
 /// Errors from an [`Engine`](crate::Engine).

@@ -7,6 +7,7 @@
 //! ARCHITECTURE.md).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
@@ -18,7 +19,7 @@ use crate::{
 pub type ConfigValue = serde_json::Value;
 
 /// What a policy constructor is given besides its own config.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct PolicyContext {
     /// The clocks and batch caps it may choose from.
     pub action_space: ActionSpace,
@@ -26,6 +27,27 @@ pub struct PolicyContext {
     pub slo: Slo,
     /// Seed for any randomness in the policy.
     pub seed: u64,
+    /// A performance model of the deployment, for policies that look ahead (`None` when the
+    /// caller has none; such policies then refuse to build and say so).
+    pub perf_model: Option<Arc<dyn PerfModel>>,
+}
+
+impl PolicyContext {
+    /// A context without a performance model.
+    pub fn new(action_space: ActionSpace, slo: Slo, seed: u64) -> Self {
+        PolicyContext { action_space, slo, seed, perf_model: None }
+    }
+}
+
+impl std::fmt::Debug for PolicyContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyContext")
+            .field("action_space", &self.action_space)
+            .field("slo", &self.slo)
+            .field("seed", &self.seed)
+            .field("perf_model", &self.perf_model.as_ref().map(|m| m.name().to_owned()))
+            .finish()
+    }
 }
 
 /// A policy constructor: its config and the context it runs in.

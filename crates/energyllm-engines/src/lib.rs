@@ -14,12 +14,14 @@ to an inference server.
 */
 #![deny(missing_docs)]
 
+mod analytic;
 mod error;
 mod model;
 pub mod server;
 pub mod sim;
 mod timing;
 
+pub use analytic::AnalyticPerfModel;
 pub use error::Error;
 pub use model::ModelSpec;
 pub use server::SimServer;

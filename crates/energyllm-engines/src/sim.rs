@@ -408,6 +408,7 @@ impl SimEngine {
             if !s.prefilling() {
                 s.in_iteration = 1;
                 work.decode_tokens += 1;
+                work.sampled_sequences += 1;
                 work.kv_read_tokens += u64::from(s.kv_tokens);
                 work.attention_pairs += f64::from(s.kv_tokens + 1);
                 budget = budget.saturating_sub(1);
@@ -421,6 +422,9 @@ impl SimEngine {
                 work.prefill_tokens += u64::from(chunk);
                 work.kv_read_tokens += u64::from(s.kv_tokens);
                 work.attention_pairs += c * start + c * (c + 1.0) / 2.0;
+                if s.kv_tokens + chunk == s.prompt_len {
+                    work.sampled_sequences += 1;
+                }
                 budget -= u64::from(chunk);
             }
         }

@@ -20,4 +20,8 @@ pub enum Error {
         /// Built-in names.
         known: Vec<String>,
     },
+    /// Telemetry input was unusable (time going backwards, a non-finite power reading, a request
+    /// that ends before it starts); the message names the value.
+    #[error("telemetry: {0}")]
+    Telemetry(String),
 }

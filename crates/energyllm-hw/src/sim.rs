@@ -9,13 +9,15 @@ use energyllm_core::{duration_from_secs, ActuatorError, FrequencyActuator, Mhz, 
 
 use crate::GpuSpec;
 
-/// How busy the GPU is while a kernel runs: SM and memory-bandwidth utilisation, 0–1 each.
+/// How busy the GPU is over a stretch of time, each a fraction 0–1 of that time.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Load {
-    /// Fraction of SM capacity in use.
+    /// SM capacity in use (FLOP-time at the achieved rate over wall time).
     pub sm: f64,
-    /// Fraction of memory bandwidth in use.
+    /// Memory bandwidth in use (bytes moved over what peak bandwidth could move).
     pub mem: f64,
+    /// Time kernels run at all (the rest is CPU-side work with the GPU waiting).
+    pub active: f64,
 }
 
 /// A simulated GPU.
@@ -28,6 +30,8 @@ pub struct Load {
 #[derive(Clone, Debug)]
 pub struct SimGpu {
     spec: GpuSpec,
+    /// Identical GPUs working in lockstep (tensor parallelism): power and energy scale by it.
+    count: u32,
     freqs: Vec<Mhz>,
     freq: Mhz,
     now: Timestamp,
@@ -42,7 +46,13 @@ pub struct SimGpu {
 impl SimGpu {
     /// A GPU at its default clock, idle, at time zero.
     pub fn new(spec: GpuSpec) -> Self {
+        Self::with_count(spec, 1)
+    }
+
+    /// `count` identical GPUs in lockstep (a tensor-parallel group), set to one clock together.
+    pub fn with_count(spec: GpuSpec, count: u32) -> Self {
         SimGpu {
+            count: count.max(1),
             freqs: spec.supported_freqs(),
             freq: Mhz(spec.default_freq_mhz),
             spec,
@@ -89,9 +99,19 @@ impl SimGpu {
         self.switches
     }
 
-    /// Board power at the current clock under `load`, in watts.
+    /// GPUs in the lockstep group.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Idle power of the whole group, in watts.
+    pub fn idle_power_w(&self) -> f64 {
+        self.spec.idle_power_w * f64::from(self.count)
+    }
+
+    /// Board power of the whole group at the current clock under `load`, in watts.
     pub fn power_at(&self, load: Load) -> f64 {
-        self.spec.power_w(self.freq, load.sm, load.mem)
+        self.spec.power_w(self.freq, load) * f64::from(self.count)
     }
 
     /// Integrates energy up to `now` at the current load; an earlier `now` is ignored.
@@ -102,7 +122,7 @@ impl SimGpu {
         let stall_end = self.stall_until.min(now);
         if stall_end > self.now {
             let dt = stall_end.secs_since(self.now);
-            let e = self.spec.idle_power_w * dt;
+            let e = self.idle_power_w() * dt;
             self.total_energy_j += e;
             self.busy_energy_j += e;
             self.stall_s += dt;
@@ -115,7 +135,7 @@ impl SimGpu {
                 self.total_energy_j += e;
                 self.busy_energy_j += e;
             }
-            None => self.total_energy_j += self.spec.idle_power_w * dt,
+            None => self.total_energy_j += self.idle_power_w() * dt,
         }
         self.now = now;
     }
@@ -161,7 +181,7 @@ impl FrequencyActuator for SimGpu {
     fn power_w(&self) -> Result<f64, ActuatorError> {
         Ok(match self.load {
             Some(load) if self.now >= self.stall_until => self.power_at(load),
-            _ => self.spec.idle_power_w,
+            _ => self.idle_power_w(),
         })
     }
     fn energy_j(&self) -> Result<Option<f64>, ActuatorError> {
@@ -252,7 +272,7 @@ mod tests {
     fn idle_energy_is_idle_power_times_time() {
         let mut g = gpu();
         g.advance(Timestamp::from_secs_f64(10.0));
-        assert!((g.total_energy_j() - 550.0).abs() < 1e-9);
+        assert!((g.total_energy_j() - 10.0 * g.idle_power_w()).abs() < 1e-9);
         assert_eq!(g.busy_energy_j(), 0.0);
     }
 
@@ -266,20 +286,22 @@ mod tests {
         assert_eq!(g.stall_until(), Timestamp::from_secs_f64(0.05));
         g.advance(Timestamp::from_secs_f64(1.0));
         assert!((g.stall_s() - 0.05).abs() < 1e-12);
-        assert!((g.busy_energy_j() - 55.0 * 0.05).abs() < 1e-9);
+        assert!((g.busy_energy_j() - g.idle_power_w() * 0.05).abs() < 1e-9);
         assert!(matches!(g.set_frequency(Mhz(811)), Err(ActuatorError::UnsupportedClock { .. })));
     }
 
     #[test]
     fn busy_energy_follows_the_load() {
         let mut g = gpu();
-        let load = Load { sm: 1.0, mem: 0.5 };
+        let load = Load { sm: 1.0, mem: 0.5, active: 1.0 };
         let p = g.power_at(load);
         g.set_load(Timestamp::from_secs_f64(1.0), Some(load));
         g.set_load(Timestamp::from_secs_f64(3.0), None);
         g.advance(Timestamp::from_secs_f64(4.0));
         assert!((g.busy_energy_j() - 2.0 * p).abs() < 1e-9);
-        assert!((g.total_energy_j() - (2.0 * p + 2.0 * 55.0)).abs() < 1e-9);
+        assert!((g.total_energy_j() - (2.0 * p + 2.0 * g.idle_power_w())).abs() < 1e-9);
+        let pair = SimGpu::with_count(g.spec().clone(), 2);
+        assert_eq!(pair.power_at(load), 2.0 * p, "a tensor-parallel pair draws twice the power");
     }
 
     #[test]

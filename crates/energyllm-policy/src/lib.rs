@@ -18,7 +18,9 @@ come in their own modules as their issues land.
 */
 #![deny(missing_docs)]
 
+pub mod adaptive;
 pub mod baselines;
+pub mod forecast;
 
 pub use baselines::{Fixed, FixedConfig, StaticHigh, StaticHighConfig};
 
@@ -33,7 +35,7 @@ mod tests {
     use serde_json::json;
 
     fn ctx() -> PolicyContext {
-        PolicyContext { action_space: ActionSpace::paper(), slo: Slo::default(), seed: 0 }
+        PolicyContext::new(ActionSpace::paper(), Slo::default(), 0)
     }
 
     fn obs() -> energyllm_core::Observation {

@@ -1,0 +1,73 @@
+//! A small Nelder–Mead minimiser for fitting a handful of simulator constants.
+//!
+//! Written here rather than pulled in (argmin) because the fits have at most eight parameters,
+//! run once in `cargo xtask calibrate`, and need nothing beyond the textbook simplex method.
+
+/// Minimises `f` from `x0` with initial steps `step`; returns the best point and its value.
+/// Deterministic: the same inputs give the same result.
+pub fn nelder_mead(f: &mut dyn FnMut(&[f64]) -> f64, x0: &[f64], step: &[f64], max_evals: usize) -> (Vec<f64>, f64) {
+    let n = x0.len();
+    let mut simplex: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n + 1);
+    let mut evals = 0;
+    let mut eval = |x: &[f64], evals: &mut usize| {
+        *evals += 1;
+        let v = f(x);
+        if v.is_finite() {
+            v
+        } else {
+            f64::INFINITY
+        }
+    };
+    simplex.push((x0.to_vec(), eval(x0, &mut evals)));
+    for i in 0..n {
+        let mut x = x0.to_vec();
+        x[i] += step[i];
+        let v = eval(&x, &mut evals);
+        simplex.push((x, v));
+    }
+    while evals < max_evals {
+        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (best, worst) = (simplex[0].1, simplex[n].1);
+        if (worst - best).abs() <= 1e-12 * (1.0 + best.abs()) {
+            break;
+        }
+        let centroid: Vec<f64> = (0..n).map(|j| simplex[..n].iter().map(|p| p.0[j]).sum::<f64>() / n as f64).collect();
+        let along = |t: f64| -> Vec<f64> { (0..n).map(|j| centroid[j] + t * (simplex[n].0[j] - centroid[j])).collect() };
+        let reflected = along(-1.0);
+        let fr = eval(&reflected, &mut evals);
+        if fr < simplex[0].1 {
+            let expanded = along(-2.0);
+            let fe = eval(&expanded, &mut evals);
+            simplex[n] = if fe < fr { (expanded, fe) } else { (reflected, fr) };
+        } else if fr < simplex[n - 1].1 {
+            simplex[n] = (reflected, fr);
+        } else {
+            let contracted = if fr < simplex[n].1 { along(-0.5) } else { along(0.5) };
+            let fc = eval(&contracted, &mut evals);
+            if fc < simplex[n].1.min(fr) {
+                simplex[n] = (contracted, fc);
+            } else {
+                let x_best = simplex[0].0.clone();
+                for p in simplex.iter_mut().skip(1) {
+                    p.0 = (0..n).map(|j| x_best[j] + 0.5 * (p.0[j] - x_best[j])).collect();
+                    p.1 = eval(&p.0, &mut evals);
+                }
+            }
+        }
+    }
+    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+    simplex.swap_remove(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_minimum_of_rosenbrock() {
+        let mut f = |x: &[f64]| (1.0 - x[0]).powi(2) + 100.0 * (x[1] - x[0] * x[0]).powi(2);
+        let (x, v) = nelder_mead(&mut f, &[-1.2, 1.0], &[0.5, 0.5], 5000);
+        assert!(v < 1e-8, "{v}");
+        assert!((x[0] - 1.0).abs() < 1e-3 && (x[1] - 1.0).abs() < 1e-3, "{x:?}");
+    }
+}
