@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use energyllm_core::{
-    Command, Controller, ControllerConfig, ControllerStats, Event, Policy, Request, RequestRecord,
+    Command, Controller, ControllerConfig, ControllerStats, Event, Observation, Policy, Request, RequestRecord,
     RequestStatus, RunTotals, Telemetry, Timestamp,
 };
 use energyllm_engines::{EngineEvent, ModelSpec, SimEngine, SimEngineConfig, SimEngineStats};
@@ -90,97 +90,183 @@ pub fn simulate(
     requests: &[Request],
     arrivals_end_s: f64,
 ) -> Result<RunResult, Error> {
-    // A tensor-parallel model runs on a group of GPUs locked to one clock.
-    let mut gpu = SimGpu::with_count(setup.gpu.clone(), setup.model.tensor_parallel);
-    let mut engine_cfg = setup.engine.clone();
-    engine_cfg.batching = setup.controller.batching;
-    let mut engine = SimEngine::new(engine_cfg, setup.model.clone(), &gpu)?;
-    let mut controller_cfg = setup.controller.clone();
-    // The controller starts from the clock the GPU is at, as it would from a live device.
-    let initial = controller_cfg.initial_action();
-    controller_cfg.initial = Some(energyllm_core::Action { freq: gpu.freq(), batch: initial.batch });
-    let mut ctrl = Controller::new(controller_cfg, policy)?;
+    let mut sim = Simulation::new(setup, Some(policy), requests.to_vec(), arrivals_end_s)?;
+    // With a policy of its own the controller never hands a decision out.
+    while sim.run()?.is_some() {}
+    Ok(sim.finish())
+}
 
-    let mut records = Vec::with_capacity(requests.len());
-    let mut timeline = Vec::new();
-    let mut events = Vec::new();
-    let mut now = Timestamp::ZERO;
-    let mut next = 0usize;
-    let mut last_telemetry = (Timestamp::ZERO, 0.0f64);
-    let step_limit = 200 * requests.len() as u64 * 1024 + 1_000_000;
-    let mut steps = 0u64;
+/// A simulated run that can be stepped: the discrete-event loop of [`simulate`], resumable at
+/// each decision when the controller is external (a training environment answers them).
+pub struct Simulation {
+    requests: Vec<Request>,
+    arrivals_end_s: f64,
+    gpu: SimGpu,
+    engine: SimEngine,
+    ctrl: Controller,
+    records: Vec<RequestRecord>,
+    timeline: Vec<TimelinePoint>,
+    events: Vec<EngineEvent>,
+    now: Timestamp,
+    next: usize,
+    last_telemetry: (Timestamp, f64),
+    steps: u64,
+    step_limit: u64,
+}
 
-    while next < requests.len() || !ctrl.is_idle() || !engine.is_idle() {
-        steps += 1;
-        if steps > step_limit {
-            return Err(Error::Runaway { steps, sim_time_s: now.as_secs_f64() });
-        }
-        let t_arrival = requests.get(next).map(|r| r.arrival);
-        let t_engine = engine.next_event_time(&gpu);
-        let t_ctrl = ctrl.poll_timeout();
-        let t = [t_arrival, t_engine, t_ctrl].into_iter().flatten().min().unwrap_or(now);
-        now = now.max(t);
+impl Simulation {
+    /// A run at time zero. Without a policy, decisions come out of [`run`](Self::run) and go in
+    /// through [`apply`](Self::apply).
+    pub fn new(
+        setup: &SimSetup,
+        policy: Option<Box<dyn Policy>>,
+        requests: Vec<Request>,
+        arrivals_end_s: f64,
+    ) -> Result<Self, Error> {
+        // A tensor-parallel model runs on a group of GPUs locked to one clock.
+        let gpu = SimGpu::with_count(setup.gpu.clone(), setup.model.tensor_parallel);
+        let mut engine_cfg = setup.engine.clone();
+        engine_cfg.batching = setup.controller.batching;
+        let engine = SimEngine::new(engine_cfg, setup.model.clone(), &gpu)?;
+        let mut controller_cfg = setup.controller.clone();
+        // The controller starts from the clock the GPU is at, as it would from a live device.
+        let initial = controller_cfg.initial_action();
+        controller_cfg.initial = Some(energyllm_core::Action { freq: gpu.freq(), batch: initial.batch });
+        let ctrl = match policy {
+            Some(p) => Controller::new(controller_cfg, p)?,
+            None => Controller::external(controller_cfg)?,
+        };
+        let step_limit = 200 * requests.len() as u64 * 1024 + 1_000_000;
+        Ok(Simulation {
+            records: Vec::with_capacity(requests.len()),
+            requests,
+            arrivals_end_s,
+            gpu,
+            engine,
+            ctrl,
+            timeline: Vec::new(),
+            events: Vec::new(),
+            now: Timestamp::ZERO,
+            next: 0,
+            last_telemetry: (Timestamp::ZERO, 0.0),
+            steps: 0,
+            step_limit,
+        })
+    }
 
-        // Engine events first (they free capacity), then arrivals, then the timer.
-        engine.advance(now, &mut gpu, &mut events);
-        forward(&mut ctrl, now, &mut events, &mut records);
-        while next < requests.len() && requests[next].arrival <= now {
-            ctrl.handle(now, Event::Arrival(requests[next].clone()));
-            next += 1;
+    /// Simulated time reached.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+    /// The simulated GPU (energy counters, clock).
+    pub fn gpu(&self) -> &SimGpu {
+        &self.gpu
+    }
+    /// Records of the requests that have ended so far, in completion order.
+    pub fn records(&self) -> &[RequestRecord] {
+        &self.records
+    }
+    /// Whether every request has ended.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.requests.len() && self.ctrl.is_idle() && self.engine.is_idle()
+    }
+
+    /// Runs events until the run is over (`None`) or, for an external controller, a decision is
+    /// due (its observation).
+    pub fn run(&mut self) -> Result<Option<Observation>, Error> {
+        while !self.is_done() {
+            self.steps += 1;
+            if self.steps > self.step_limit {
+                return Err(Error::Runaway { steps: self.steps, sim_time_s: self.now.as_secs_f64() });
+            }
+            let t_arrival = self.requests.get(self.next).map(|r| r.arrival);
+            let t_engine = self.engine.next_event_time(&self.gpu);
+            let t_ctrl = self.ctrl.poll_timeout();
+            let t = [t_arrival, t_engine, t_ctrl].into_iter().flatten().min().unwrap_or(self.now);
+            let now = self.now.max(t);
+            self.now = now;
+
+            // Engine events first (they free capacity), then arrivals, then the timer.
+            self.engine.advance(now, &mut self.gpu, &mut self.events);
+            forward(&mut self.ctrl, now, &mut self.events, &mut self.records);
+            while self.next < self.requests.len() && self.requests[self.next].arrival <= now {
+                self.ctrl.handle(now, Event::Arrival(self.requests[self.next].clone()));
+                self.next += 1;
+            }
+            if t_ctrl.is_some_and(|t| t <= now) {
+                self.gpu.advance(now);
+                let dt = now.secs_since(self.last_telemetry.0);
+                let power_w = if dt > 0.0 {
+                    (self.gpu.total_energy_j() - self.last_telemetry.1) / dt
+                } else {
+                    self.gpu.idle_power_w()
+                };
+                self.last_telemetry = (now, self.gpu.total_energy_j());
+                let telemetry =
+                    Telemetry { power_w: Some(power_w), kv_usage_frac: Some(self.engine.kv_usage_frac()) };
+                self.ctrl.handle(now, Event::Telemetry(telemetry));
+                self.ctrl.handle(now, Event::Tick);
+                self.timeline.push(TimelinePoint {
+                    time_s: now.as_secs_f64(),
+                    freq_mhz: self.ctrl.freq().0,
+                    batch_cap: self.ctrl.batch_cap(),
+                    queue_len: self.ctrl.queue_len(),
+                    running: self.ctrl.running(),
+                    power_w,
+                });
+            }
+            self.flush()?;
+            if let Some(obs) = self.ctrl.poll_decision() {
+                return Ok(Some(obs));
+            }
         }
-        if t_ctrl.is_some_and(|t| t <= now) {
-            gpu.advance(now);
-            let dt = now.secs_since(last_telemetry.0);
-            let power_w = if dt > 0.0 {
-                (gpu.total_energy_j() - last_telemetry.1) / dt
-            } else {
-                gpu.spec().idle_power_w
-            };
-            last_telemetry = (now, gpu.total_energy_j());
-            let telemetry = Telemetry { power_w: Some(power_w), kv_usage_frac: Some(engine.kv_usage_frac()) };
-            ctrl.handle(now, Event::Telemetry(telemetry));
-            ctrl.handle(now, Event::Tick);
-            timeline.push(TimelinePoint {
-                time_s: now.as_secs_f64(),
-                freq_mhz: ctrl.freq().0,
-                batch_cap: ctrl.batch_cap(),
-                queue_len: ctrl.queue_len(),
-                running: ctrl.running(),
-                power_w,
-            });
-        }
-        // Carry out commands until the engine has nothing more to say at `now`.
+        Ok(None)
+    }
+
+    /// Answers the decision [`run`](Self::run) returned.
+    pub fn apply(&mut self, action: energyllm_core::Action) -> Result<(), Error> {
+        self.ctrl.apply(self.now, action);
+        self.flush()
+    }
+
+    /// Carries out commands until the engine has nothing more to say at `now`.
+    fn flush(&mut self) -> Result<(), Error> {
+        let now = self.now;
         loop {
-            while let Some(cmd) = ctrl.poll_command() {
+            while let Some(cmd) = self.ctrl.poll_command() {
                 match cmd {
-                    Command::Dispatch(batch) => batch.into_iter().for_each(|r| engine.submit(now, r)),
-                    Command::SetFrequency(f) => engine.request_frequency(now, f, &mut gpu)?,
+                    Command::Dispatch(batch) => batch.into_iter().for_each(|r| self.engine.submit(now, r)),
+                    Command::SetFrequency(f) => self.engine.request_frequency(now, f, &mut self.gpu)?,
                     // The controller enforces the cap by what it dispatches.
                     Command::SetBatchCap(_) => {}
                 }
             }
-            engine.advance(now, &mut gpu, &mut events);
-            if events.is_empty() {
-                break;
+            self.engine.advance(now, &mut self.gpu, &mut self.events);
+            if self.events.is_empty() {
+                return Ok(());
             }
-            forward(&mut ctrl, now, &mut events, &mut records);
+            forward(&mut self.ctrl, now, &mut self.events, &mut self.records);
         }
     }
-    let end = now.max(Timestamp::from_secs_f64(arrivals_end_s));
-    gpu.advance(end);
-    Ok(RunResult {
-        records,
-        totals: RunTotals {
-            busy_energy_j: gpu.busy_energy_j(),
-            total_energy_j: gpu.total_energy_j(),
-            elapsed_s: end.as_secs_f64(),
-            freq_switches: gpu.switches(),
-            stall_s: gpu.stall_s(),
-        },
-        controller: ctrl.stats(),
-        engine: engine.stats(),
-        timeline,
-    })
+
+    /// Ends the run: idles the GPU to the end of the arrival window and totals the energy.
+    pub fn finish(mut self) -> RunResult {
+        let end = self.now.max(Timestamp::from_secs_f64(self.arrivals_end_s));
+        self.gpu.advance(end);
+        RunResult {
+            records: self.records,
+            totals: RunTotals {
+                busy_energy_j: self.gpu.busy_energy_j(),
+                total_energy_j: self.gpu.total_energy_j(),
+                elapsed_s: end.as_secs_f64(),
+                freq_switches: self.gpu.switches(),
+                stall_s: self.gpu.stall_s(),
+            },
+            controller: self.ctrl.stats(),
+            engine: self.engine.stats(),
+            timeline: self.timeline,
+        }
+    }
 }
 
 fn forward(

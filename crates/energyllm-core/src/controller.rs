@@ -8,7 +8,12 @@
 //! 3. sleep until the earliest of [`Controller::poll_timeout`] and its own next event.
 //!
 //! `now` must never go back; an earlier `now` is treated as the latest one seen. A spurious
-//! `Tick` (before the timeout) does nothing. The controller reads no clock and does no I/O, so
+//! `Tick` (before the timeout) does nothing.
+//!
+//! A controller built with [`Controller::external`] has no policy of its own: when a decision
+//! is due it stores the observation, which the driver takes with
+//! [`Controller::poll_decision`], and waits for [`Controller::apply`]. A training environment
+//! drives the agent this way; until the action comes, the previous one stays in force. The controller reads no clock and does no I/O, so
 //! the simulator (virtual time) and the live gateway (tokio time) drive the same code.
 
 use std::collections::{HashMap, VecDeque};
@@ -189,7 +194,8 @@ struct InFlight {
 /// The sans-IO controller. See the [module docs](self) for the call order.
 pub struct Controller {
     config: ControllerConfig,
-    policy: Box<dyn Policy>,
+    policy: Option<Box<dyn Policy>>,
+    pending_decision: Option<Observation>,
     now: Timestamp,
     queue: VecDeque<Request>,
     queued_prompt_tokens: u64,
@@ -216,6 +222,15 @@ pub struct Controller {
 impl Controller {
     /// A controller with `policy`; the first decision is due at time zero.
     pub fn new(config: ControllerConfig, policy: Box<dyn Policy>) -> Result<Self, Error> {
+        Self::build(config, Some(policy))
+    }
+
+    /// A controller whose decisions come from outside (see the [module docs](self)).
+    pub fn external(config: ControllerConfig) -> Result<Self, Error> {
+        Self::build(config, None)
+    }
+
+    fn build(config: ControllerConfig, policy: Option<Box<dyn Policy>>) -> Result<Self, Error> {
         config.validate()?;
         let initial = config.initial_action();
         let interval = config.decision_interval_s.map(duration_from_secs);
@@ -224,6 +239,7 @@ impl Controller {
             batch_cap: initial.batch,
             stall: duration_from_secs(config.switch_stall_s),
             policy,
+            pending_decision: None,
             now: Timestamp::ZERO,
             queue: VecDeque::new(),
             queued_prompt_tokens: 0,
@@ -276,9 +292,22 @@ impl Controller {
     pub fn stats(&self) -> ControllerStats {
         self.stats
     }
-    /// The policy's name.
+    /// The policy's name (`external` when decisions come from outside).
     pub fn policy_name(&self) -> &str {
-        self.policy.name()
+        self.policy.as_ref().map_or("external", |p| p.name())
+    }
+
+    /// The observation of a decision that is due, for an [`external`](Self::external)
+    /// controller; answer it with [`apply`](Self::apply).
+    pub fn poll_decision(&mut self) -> Option<Observation> {
+        self.pending_decision.take()
+    }
+
+    /// Carries out an externally chosen action at `now`, then dispatches what it allows.
+    pub fn apply(&mut self, now: Timestamp, action: Action) {
+        let now = self.advance(now);
+        self.enact(now, action);
+        self.dispatch(now);
     }
 
     // ---- inputs ----
@@ -452,7 +481,18 @@ impl Controller {
         self.last_decision = Some(now);
         self.stats.decisions += 1;
         let obs = self.observe(now);
-        let action = self.config.action_space.clamp(self.policy.decide(&obs));
+        match self.policy.as_mut() {
+            Some(policy) => {
+                let action = policy.decide(&obs);
+                self.enact(now, action);
+            }
+            None => self.pending_decision = Some(obs),
+        }
+    }
+
+    /// Switches clock and cap to `action` (snapped onto the action space), skipping no-ops.
+    fn enact(&mut self, now: Timestamp, action: Action) {
+        let action = self.config.action_space.clamp(action);
         if action.freq != self.freq {
             self.freq = action.freq;
             self.last_switch = Some(now);

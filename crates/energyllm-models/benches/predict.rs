@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let Ok(gbt) = GbtPerfParams::default().fit(&data) else { panic!("GBT fit failed") };
     let mut i = 0usize;
-    c.bench_function("gbt_perf_model_predict (latency + power, 2×120 trees, depth 6)", |b| {
+    c.bench_function("gbt_perf_model_predict (latency + power, 2×80 trees, depth 6)", |b| {
         b.iter(|| {
             i = (i + 1) % queries.len();
             black_box(gbt.predict(black_box(&queries[i])))
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let Ok(rate) = IterationRateParams::default().fit(&data) else { panic!("rate fit failed") };
-    c.bench_function("iteration_rate_predict (120 trees)", |b| {
+    c.bench_function("iteration_rate_predict (80 trees)", |b| {
         b.iter(|| {
             i = (i + 1) % queries.len();
             let q = &queries[i];
