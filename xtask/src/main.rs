@@ -53,6 +53,10 @@ enum Command {
         #[arg(long, default_value = "cl100k_base")]
         tokenizer: String,
     },
+    /// Train the PPO policy in the simulator: progress bar, training curve (CSV, SVG) and
+    /// checkpoint in --out (default results/train). With default arguments it regenerates the
+    /// shipped crates/energyllm-policy/checkpoints/default.json exactly.
+    Train(energyllm_bench::train::TrainArgs),
     /// Run the criterion benchmarks (release profile).
     Bench {
         /// Extra arguments for criterion, e.g. a benchmark name filter.
@@ -123,6 +127,16 @@ fn run_other(command: Command) -> anyhow::Result<()> {
             }
             if !stale.is_empty() {
                 bail!("{} bundled file(s) differ from what gen-samples makes: {}", stale.len(), stale.join(", "));
+            }
+            Ok(())
+        }
+        Command::Train(args) => {
+            let out = args.out.clone().unwrap_or_else(|| workspace_root().join("results/train"));
+            let checkpoint = energyllm_bench::train::run_train(&args, &out)?;
+            if args.is_default_variant() && args.checkpoint.is_none() {
+                let path = workspace_root().join("crates/energyllm-policy/checkpoints/default.json");
+                checkpoint.save(&path).with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {} (the shipped default)", path.display());
             }
             Ok(())
         }

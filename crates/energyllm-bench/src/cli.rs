@@ -13,7 +13,7 @@ use energyllm_core::{BatchingMode, Slo};
 
 use crate::driver::SimSetup;
 use crate::eval::{evaluate, EvalSettings, WorkloadSource};
-use crate::report::{markdown_table, write_outputs};
+use crate::report::{headline, markdown_table_ci, write_outputs, TABLE_NOTE};
 use crate::workload::{ArrivalPattern, LengthDataset, ReadOptions, Replay, Trace, TraceFormat};
 
 /// The methods `eval` compares when none are named.
@@ -28,6 +28,7 @@ pub const DEFAULT_POLICIES: &[&str] = &[
     "voltana",
     "heuristic",
     "fixed:freq=1200,batch=16",
+    "ppo",
     "clairvoyant",
 ];
 
@@ -38,6 +39,19 @@ pub enum Batching {
     Static,
     /// vLLM-style continuous batching up to the batch cap.
     Continuous,
+}
+
+/// The experiments `eval --table` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Table {
+    /// The configured setting.
+    Main,
+    /// The same methods on another model and on another GPU.
+    CrossModel,
+    /// One long run.
+    Long,
+    /// Every table.
+    All,
 }
 
 /// Arguments of `eval`.
@@ -119,6 +133,15 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Which experiment: `main` (the setting above), `cross-model` (the same methods on
+    /// Qwen2.5-7B/A100 and on Llama-3.1-8B/H100, no retraining), `long` (one 30-minute run, so
+    /// start-up transients do not dominate; no clairvoyant search, which grows with the run's
+    /// length squared), or `all`. Default: main.
+    #[arg(long, value_enum)]
+    pub table: Option<Table>,
+    /// A smoke run: 2 runs of 30 s (the long table: 5 minutes).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 impl EvalArgs {
@@ -179,8 +202,53 @@ impl EvalArgs {
     }
 }
 
-/// Runs `eval`: prints the table and writes the files when `--out` is given.
+/// The experiments `args` asks for: a name (empty for a single table) and the arguments of each.
+pub fn experiments(args: &EvalArgs) -> Vec<(String, EvalArgs)> {
+    let mut base = args.clone();
+    if args.quick {
+        base.runs = base.runs.min(2);
+        base.duration = base.duration.min(30.0);
+    }
+    let table = args.table.unwrap_or(Table::Main);
+    let mut out = Vec::new();
+    if matches!(table, Table::Main | Table::All) {
+        out.push(("main".to_owned(), base.clone()));
+    }
+    if matches!(table, Table::CrossModel | Table::All) {
+        out.push(("cross-model-qwen2.5-7b".to_owned(), EvalArgs { model: "qwen2.5-7b".into(), ..base.clone() }));
+        out.push(("cross-model-h100".to_owned(), EvalArgs { gpu: "h100".into(), ..base.clone() }));
+    }
+    if matches!(table, Table::Long | Table::All) {
+        let mut long = EvalArgs { runs: 1, duration: if args.quick { 300.0 } else { 1800.0 }, ..base.clone() };
+        let names: Vec<String> = if long.policies.is_empty() {
+            DEFAULT_POLICIES.iter().map(|s| (*s).to_owned()).collect()
+        } else {
+            long.policies.clone()
+        };
+        long.policies = names.into_iter().filter(|p| !p.starts_with(crate::eval::CLAIRVOYANT)).collect();
+        out.push(("long".to_owned(), long));
+    }
+    if out.len() == 1 && args.table.is_none() {
+        out[0].0.clear();
+    }
+    out
+}
+
+/// Runs `eval`: prints each table and writes its files when `--out` is given (into a
+/// subdirectory per experiment when there are several).
 pub fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
+    for (name, mut exp) in experiments(args) {
+        if !name.is_empty() {
+            println!("## {name}\n");
+            exp.out = args.out.as_ref().map(|d| d.join(&name));
+        }
+        run_one(&exp)?;
+        println!();
+    }
+    Ok(())
+}
+
+fn run_one(args: &EvalArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     let total = settings.policies.len() as u64 * u64::from(settings.runs);
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
@@ -190,26 +258,25 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
     );
     let results = evaluate(&settings, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    let summaries: Vec<_> = results.iter().map(|r| r.summary.clone()).collect();
-    println!(
-        "{} × {} runs, SLO {} s end to end, {} on {}; {}:\n",
+    let floor = crate::eval::energy_floor_of(&settings)?;
+    let text = format!(
+        "{} × {} runs, SLO {} s end to end, {} on {}; {}:\n\n{}\n{}\n{}Energy floor (every token at its most \
+         efficient clock × batch, SLO ignored; no method can go below): {:.1} J/request busy, {:.1} J/request board.\n",
         settings.policies.len(),
         settings.runs,
         settings.setup.controller.slo.e2e_s,
         settings.setup.model.name,
         settings.setup.gpu.name,
-        settings.describe_workload()
-    );
-    print!("{}", markdown_table(&summaries));
-    let floor = crate::eval::energy_floor_of(&settings)?;
-    println!(
-        "Energy floor (every token at its most efficient clock × batch, SLO ignored; no method can go below): \
-         {:.1} J/request busy, {:.1} J/request board.",
+        settings.describe_workload(),
+        markdown_table_ci(&results),
+        TABLE_NOTE,
+        headline(&results),
         floor.per_request_j(),
         floor.total_per_request_j()
     );
+    print!("{text}");
     if let Some(dir) = &args.out {
-        write_outputs(dir, &settings, &results)
+        write_outputs(dir, &settings, &results, &text)
             .with_context(|| format!("writing results to {}", dir.display()))?;
         println!("\nwrote {}", dir.display());
     }

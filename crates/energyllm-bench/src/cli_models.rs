@@ -143,13 +143,19 @@ pub fn run_profile(args: &ProfileArgs) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let settings = ProfileSettings {
                 freqs,
-                batch_sizes: if args.batch_sizes.is_empty() { PAPER_BATCHES.to_vec() } else { args.batch_sizes.clone() },
+                batch_sizes: if args.batch_sizes.is_empty() {
+                    PAPER_BATCHES.to_vec()
+                } else {
+                    args.batch_sizes.clone()
+                },
                 token_configs,
                 repeats: args.repeats,
             };
             let (mut engine, mut actuator) = build_pair(args)?;
             let bar = progress_bar(args.quiet, settings.points() as u64, "batches");
-            let rows = profile_batches(engine.as_mut(), actuator.as_mut(), &settings, |done, _| bar.set_position(done as u64))?;
+            let rows = profile_batches(engine.as_mut(), actuator.as_mut(), &settings, |done, _| {
+                bar.set_position(done as u64)
+            })?;
             bar.finish_and_clear();
             write_rows(&args.output, &rows)?;
             println!(
@@ -288,8 +294,12 @@ pub struct EnergyInferenceRow {
 }
 
 /// The sweep files `fit wilkins` reads, those present.
-pub const ENERGY_INFERENCE_FILES: [&str; 4] =
-    ["all-input-stats.csv", "all-output-stats.csv", "all-input-scale-stats.csv", "all-output-scale-stats.csv"];
+pub const ENERGY_INFERENCE_FILES: [&str; 4] = [
+    "all-input-stats.csv",
+    "all-output-stats.csv",
+    "all-input-scale-stats.csv",
+    "all-output-scale-stats.csv",
+];
 
 /// The data names one machine two ways: the 7B sweeps and the scale input sweeps say
 /// `Swing AMD+A100`, the scale output sweeps `argonne-swing` (Swing is Argonne's A100 cluster).
@@ -306,7 +316,8 @@ pub fn canonical_system(system: &str) -> String {
 /// rows are errors naming file, line and column.
 pub fn read_energy_inference_csv(path: &Path) -> anyhow::Result<Vec<EnergyInferenceRow>> {
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
-    let headers = reader.headers().with_context(|| format!("{}: reading the header", path.display()))?.clone();
+    let headers =
+        reader.headers().with_context(|| format!("{}: reading the header", path.display()))?.clone();
     let col = |names: &[&str]| -> anyhow::Result<usize> {
         names
             .iter()
@@ -328,7 +339,12 @@ pub fn read_energy_inference_csv(path: &Path) -> anyhow::Result<Vec<EnergyInfere
         }
         let num = |i: usize| -> anyhow::Result<f64> {
             field(i).parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).with_context(|| {
-                format!("{}:{line}: column `{}`: `{}` is not a number ≥ 0", path.display(), &headers[i], field(i))
+                format!(
+                    "{}:{line}: column `{}`: `{}` is not a number ≥ 0",
+                    path.display(),
+                    &headers[i],
+                    field(i)
+                )
             })
         };
         rows.push(EnergyInferenceRow {
@@ -362,14 +378,20 @@ pub fn wilkins_samples(rows: &[&EnergyInferenceRow], subset: WilkinsSubset) -> V
             let mut groups: BTreeMap<(String, u64, u64), (WilkinsSample, u32)> = BTreeMap::new();
             for r in rows.iter().filter(|r| r.iteration > 0) {
                 let key = (r.sweep.clone(), r.input_tokens.to_bits(), r.output_tokens.to_bits());
-                let e = groups.entry(key).or_insert((WilkinsSample { energy_j: 0.0, runtime_s: 0.0, ..sample(r) }, 0));
+                let e = groups
+                    .entry(key)
+                    .or_insert((WilkinsSample { energy_j: 0.0, runtime_s: 0.0, ..sample(r) }, 0));
                 e.0.energy_j += r.gpu_energy_j;
                 e.0.runtime_s += r.runtime_s;
                 e.1 += 1;
             }
             groups
                 .into_values()
-                .map(|(s, n)| WilkinsSample { energy_j: s.energy_j / f64::from(n), runtime_s: s.runtime_s / f64::from(n), ..s })
+                .map(|(s, n)| WilkinsSample {
+                    energy_j: s.energy_j / f64::from(n),
+                    runtime_s: s.runtime_s / f64::from(n),
+                    ..s
+                })
                 .collect()
         }
     }
@@ -437,7 +459,10 @@ pub fn wilkins_tables(rows: &[EnergyInferenceRow], subset: WilkinsSubset) -> (St
             match fit {
                 Ok(m) => ols_row(&mut out, model, system, if energy { &m.energy } else { &m.runtime }),
                 Err(e) => {
-                    let _ = writeln!(out, "| {model} | {system} | — | — | — | — | — | — | — | — | not fitted: {e} |");
+                    let _ = writeln!(
+                        out,
+                        "| {model} | {system} | — | — | — | — | — | — | — | — | not fitted: {e} |"
+                    );
                 }
             }
         }
@@ -480,7 +505,9 @@ fn run_fit_wilkins(args: &FitWilkinsArgs) -> anyhow::Result<()> {
         rows.len(),
         read.join(", ")
     );
-    println!("System `argonne-swing` is read as `Swing AMD+A100` (the same cluster, named two ways in the data).");
+    println!(
+        "System `argonne-swing` is read as `Swing AMD+A100` (the same cluster, named two ways in the data)."
+    );
     println!(
         "R² (uncentered) = 1 − RSS/Σy², as statsmodels reports a fit without a constant; the F-test is the \
          uncentered one. The paper published R² {:.3}–{:.3} without saying which rows it fitted.",
@@ -497,7 +524,8 @@ fn run_fit_wilkins(args: &FitWilkinsArgs) -> anyhow::Result<()> {
     for &subset in &subsets {
         let (table, fits) = wilkins_tables(&rows, subset);
         print!("{table}");
-        let mut r2: Vec<f64> = fits.iter().filter_map(|(_, f)| f.as_ref().ok()).map(|m| m.energy.r2_uncentered).collect();
+        let mut r2: Vec<f64> =
+            fits.iter().filter_map(|(_, f)| f.as_ref().ok()).map(|m| m.energy.r2_uncentered).collect();
         r2.sort_by(f64::total_cmp);
         let within = r2.iter().filter(|v| (PAPER_R2.0..=PAPER_R2.1).contains(*v)).count();
         let median = r2.get(r2.len() / 2).copied().unwrap_or(f64::NAN);
@@ -514,15 +542,26 @@ fn run_fit_wilkins(args: &FitWilkinsArgs) -> anyhow::Result<()> {
             let metrics = [("energy_j", &m.energy), ("runtime_s", &m.runtime)]
                 .into_iter()
                 .flat_map(|(t, f)| {
-                    [("r2_uncentered", f.r2_uncentered), ("r2_centered", f.r2_centered), ("f_statistic", f.f_statistic)]
-                        .map(|(name, value)| Metric { target: t.into(), name: name.into(), value })
+                    [
+                        ("r2_uncentered", f.r2_uncentered),
+                        ("r2_centered", f.r2_centered),
+                        ("f_statistic", f.f_statistic),
+                    ]
+                    .map(|(name, value)| Metric {
+                        target: t.into(),
+                        name: name.into(),
+                        value,
+                    })
                 })
                 .collect();
             let file = ModelFile {
                 meta: ModelMeta {
                     family: "wilkins".into(),
                     description: format!("energy and runtime of one batch of {} on {system}", model),
-                    features: vec![Quantity::new("input_tokens", "tokens"), Quantity::new("output_tokens", "tokens")],
+                    features: vec![
+                        Quantity::new("input_tokens", "tokens"),
+                        Quantity::new("output_tokens", "tokens"),
+                    ],
                     targets: vec![Quantity::new("energy_j", "J"), Quantity::new("runtime_s", "s")],
                     training: TrainingSummary {
                         source: format!("{} (subset {subset:?})", args.data.display()),
@@ -558,9 +597,14 @@ fn cv_row(out: &mut String, target: &str, rows: usize, cv: &CvReport) {
 }
 
 fn cv_metrics(target: &str, cv: &CvReport) -> Vec<Metric> {
-    [("cv_r2", cv.model.r2), ("cv_mape", cv.model.mape), ("cv_rmse", cv.model.rmse), ("constant_cv_r2", cv.baseline.r2)]
-        .map(|(name, value)| Metric { target: target.into(), name: name.into(), value })
-        .to_vec()
+    [
+        ("cv_r2", cv.model.r2),
+        ("cv_mape", cv.model.mape),
+        ("cv_rmse", cv.model.rmse),
+        ("constant_cv_r2", cv.baseline.r2),
+    ]
+    .map(|(name, value)| Metric { target: target.into(), name: name.into(), value })
+    .to_vec()
 }
 
 fn run_fit_gbt(args: &FitGbtArgs) -> anyhow::Result<()> {
@@ -646,7 +690,10 @@ fn run_fit_gbt(args: &FitGbtArgs) -> anyhow::Result<()> {
 /// The decode-only rows as (clock, batch, KV tokens) → latency, what the rate model fits.
 fn decode_dataset(rows: &[IterationProfileRow]) -> anyhow::Result<Dataset> {
     let decode: Vec<&IterationProfileRow> = rows.iter().filter(|r| r.prefill_tokens == 0).collect();
-    let records = decode.iter().flat_map(|r| [f64::from(r.freq_mhz), f64::from(r.batch_size), r.kv_tokens as f64]).collect();
+    let records = decode
+        .iter()
+        .flat_map(|r| [f64::from(r.freq_mhz), f64::from(r.batch_size), r.kv_tokens as f64])
+        .collect();
     let targets = decode.iter().map(|r| r.latency_s).collect();
     let features = RATE_FEATURES.iter().map(|(n, u)| Quantity::new(n, u)).collect();
     Ok(Dataset::new(features, Quantity::new("latency_s", "s"), records, targets)?)
@@ -694,7 +741,10 @@ fn model_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     if out.is_empty() {
-        bail!("no model files (*.elm) found in {}", inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no model files (*.elm) found in {}",
+            inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     Ok(out)
 }
@@ -702,13 +752,15 @@ fn model_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 fn run_models_eval(args: &ModelsEvalArgs) -> anyhow::Result<()> {
     let rows = args.profile.as_deref().map(read_iteration_profile).transpose()?;
     let mut described = String::from("| file | family | features (units) | training rows | training source | stored metrics |\n|---|---|---|---|---|---|\n");
-    let mut accuracy = String::from("| file | target | rows | R² | MAPE | RMSE |\n|---|---|---|---|---|---|\n");
+    let mut accuracy =
+        String::from("| file | target | rows | R² | MAPE | RMSE |\n|---|---|---|---|---|---|\n");
     for path in model_paths(&args.models)? {
         let file = ModelFile::load(&path)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let m = &file.meta;
         let features: Vec<String> = m.features.iter().map(|q| format!("{} ({})", q.name, q.unit)).collect();
-        let metrics: Vec<String> = m.training.metrics.iter().map(|x| format!("{}.{}={}", x.target, x.name, sci(x.value))).collect();
+        let metrics: Vec<String> =
+            m.training.metrics.iter().map(|x| format!("{}.{}={}", x.target, x.name, sci(x.value))).collect();
         let _ = writeln!(
             described,
             "| {name} | {} | {} | {} | {} | {} |",
@@ -721,7 +773,14 @@ fn run_models_eval(args: &ModelsEvalArgs) -> anyhow::Result<()> {
         let Some(rows) = &rows else { continue };
         let add = |out: &mut String, target: &str, observed: Vec<f64>, predicted: Vec<f64>| {
             let a = Accuracy::of(&observed, &predicted);
-            let _ = writeln!(out, "| {name} | {target} | {} | {:.4} | {:.2} % | {} |", a.n, a.r2, a.mape * 100.0, sci(a.rmse));
+            let _ = writeln!(
+                out,
+                "| {name} | {target} | {} | {:.4} | {:.2} % | {} |",
+                a.n,
+                a.r2,
+                a.mape * 100.0,
+                sci(a.rmse)
+            );
         };
         match &file.model {
             SavedModel::Gbt(g) => {
@@ -732,12 +791,16 @@ fn run_models_eval(args: &ModelsEvalArgs) -> anyhow::Result<()> {
                 add(&mut accuracy, "power_w", observed, x.iter().map(|f| g.power.predict(f)).collect());
             }
             SavedModel::IterationRate(r) => {
-                let decode: Vec<&IterationProfileRow> = rows.iter().filter(|r| r.prefill_tokens == 0).collect();
+                let decode: Vec<&IterationProfileRow> =
+                    rows.iter().filter(|r| r.prefill_tokens == 0).collect();
                 add(
                     &mut accuracy,
                     "iterations_per_s (decode rows)",
                     decode.iter().map(|d| 1.0 / d.latency_s).collect(),
-                    decode.iter().map(|d| r.iterations_per_s(Mhz(d.freq_mhz), d.batch_size, d.kv_tokens)).collect(),
+                    decode
+                        .iter()
+                        .map(|d| r.iterations_per_s(Mhz(d.freq_mhz), d.batch_size, d.kv_tokens))
+                        .collect(),
                 );
             }
             SavedModel::Wilkins(_) => {
@@ -757,7 +820,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const HEADER: &str = "Phase,Runtime (s),CPU Energy (J),GPU Energy (J),Number of Output Tokens,Number of Input Tokens,\
+    const HEADER: &str =
+        "Phase,Runtime (s),CPU Energy (J),GPU Energy (J),Number of Output Tokens,Number of Input Tokens,\
                           Iteration,Model,Number of GPUs,Prompt,Total Number of Tokens,Batch Size,System\n";
 
     /// A synthetic sweep in the energy-inference layout: e = 2·tin + 3·tout + 0.05·tin·tout
@@ -767,7 +831,10 @@ mod tests {
         text.push_str("model load,30,1,500,32,0,0,M (7B),1,startup,0,32,X\n");
         for &(tin, tout) in points {
             for it in 0..3 {
-                let e = 2.0 * f64::from(tin) + 3.0 * f64::from(tout) + 0.05 * f64::from(tin * tout) + if it == 0 { 10.0 } else { 0.0 };
+                let e = 2.0 * f64::from(tin)
+                    + 3.0 * f64::from(tout)
+                    + 0.05 * f64::from(tin * tout)
+                    + if it == 0 { 10.0 } else { 0.0 };
                 // A prompt with a comma and a newline inside quotes, as the real files have.
                 text.push_str(&format!(
                     "start-inference-{tin}-{it},{},1,{e},{tout},{tin},{it},M (7B),1,\"int main() {{\n  return 0, 1;\n}}\",0,32,{system}\n",
@@ -783,8 +850,18 @@ mod tests {
     #[test]
     fn reads_merges_and_fits_the_energy_inference_layout() {
         let dir = tempfile::tempdir().unwrap();
-        let a = synthetic_csv(dir.path(), "all-input-stats.csv", &[(8, 32), (64, 32), (512, 32)], "Swing AMD+A100");
-        let b = synthetic_csv(dir.path(), "all-output-stats.csv", &[(32, 8), (32, 128), (32, 1024)], "argonne-swing");
+        let a = synthetic_csv(
+            dir.path(),
+            "all-input-stats.csv",
+            &[(8, 32), (64, 32), (512, 32)],
+            "Swing AMD+A100",
+        );
+        let b = synthetic_csv(
+            dir.path(),
+            "all-output-stats.csv",
+            &[(32, 8), (32, 128), (32, 1024)],
+            "argonne-swing",
+        );
         let mut rows = read_energy_inference_csv(&a).unwrap();
         rows.extend(read_energy_inference_csv(&b).unwrap());
         assert_eq!(rows.len(), 18, "startup rows are skipped");

@@ -39,15 +39,38 @@ impl SimSetup {
         ))
     }
 
-    /// Built-in GPU and model profiles with default engine and controller settings.
+    /// Built-in GPU and model profiles with default engine and controller settings; the action
+    /// space is [`action_space_for`] the GPU.
     pub fn builtin(gpu: &str, model: &str) -> Result<Self, Error> {
-        Ok(SimSetup {
-            gpu: GpuSpec::builtin(gpu)?,
-            model: ModelSpec::builtin(model)?,
-            engine: SimEngineConfig::default(),
-            controller: ControllerConfig::default(),
-        })
+        let gpu = GpuSpec::builtin(gpu)?;
+        let controller = ControllerConfig { action_space: action_space_for(&gpu), ..ControllerConfig::default() };
+        Ok(SimSetup { model: ModelSpec::builtin(model)?, engine: SimEngineConfig::default(), controller, gpu })
     }
+}
+
+/// The EnergyLLM paper's 15 clocks × 7 batches on an A100; on another GPU, the same clocks
+/// scaled to its top clock and snapped to the ones it supports, so policies see the same shape
+/// of choice on every GPU.
+pub fn action_space_for(gpu: &GpuSpec) -> energyllm_core::ActionSpace {
+    let paper = energyllm_core::ActionSpace::paper();
+    if gpu.max_freq_mhz == paper.max_freq().0 {
+        return paper;
+    }
+    let supported = gpu.supported_freqs();
+    let scale = f64::from(gpu.max_freq_mhz) / f64::from(paper.max_freq().0);
+    let freqs = paper
+        .freqs()
+        .iter()
+        .map(|f| {
+            let target = f64::from(f.0) * scale;
+            supported
+                .iter()
+                .copied()
+                .min_by(|a, b| (f64::from(a.0) - target).abs().total_cmp(&(f64::from(b.0) - target).abs()))
+                .unwrap_or(*f)
+        })
+        .collect();
+    energyllm_core::ActionSpace::new(freqs, paper.batches().to_vec()).unwrap_or(paper)
 }
 
 /// One point of a run's timeline, taken at each decision epoch.

@@ -18,14 +18,17 @@ pub mod cli;
 pub mod cli_dataset;
 pub mod cli_models;
 pub mod driver;
+pub mod env;
 mod error;
 pub mod eval;
 pub mod observe;
 pub mod optimize;
+pub mod plots;
 pub mod profile;
 pub mod reference;
 pub mod report;
 pub mod synthetic;
+pub mod train;
 pub mod workload;
 
 pub use error::Error;

@@ -74,7 +74,11 @@ impl std::str::FromStr for TokenConfig {
             .split_once(['x', 'X'])
             .ok_or_else(|| format!("token config `{s}` is not INPUTxOUTPUT (e.g. 250x150)"))?;
         let parse = |v: &str, what: &str| {
-            v.trim().parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| format!("token config `{s}`: {what} must be a positive integer"))
+            v.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("token config `{s}`: {what} must be a positive integer"))
         };
         Ok(TokenConfig { input_tokens: parse(i, "input")?, output_tokens: parse(o, "output")? })
     }
@@ -187,7 +191,11 @@ fn sweep(
     for &freq in &settings.freqs {
         actuator.set_frequency(freq)?;
         let warmup = requests(&mut next_id, 1, TokenConfig { input_tokens: 16, output_tokens: 2 });
-        block_on(engine.run_batch(&warmup)).map_err(|source| ProfileError::Engine { freq: freq.0, batch: 1, source })?;
+        block_on(engine.run_batch(&warmup)).map_err(|source| ProfileError::Engine {
+            freq: freq.0,
+            batch: 1,
+            source,
+        })?;
         for &batch in &settings.batch_sizes {
             for &tokens in &settings.token_configs {
                 for repeat in 0..settings.repeats {
@@ -209,7 +217,8 @@ fn sweep(
                     row.avg_gpu_power_watts =
                         if row.total_latency_sec > 0.0 { row.energy_j / row.total_latency_sec } else { 0.0 };
                     let out_tokens: u64 = records.iter().map(|r| u64::from(r.output_tokens)).sum();
-                    row.energy_per_output_token_j = (out_tokens > 0).then(|| row.energy_j / out_tokens as f64);
+                    row.energy_per_output_token_j =
+                        (out_tokens > 0).then(|| row.energy_j / out_tokens as f64);
                     row.engine = engine_name.clone();
                     row.actuator = actuator_name.clone();
                     row.energy_source = source.into();
@@ -244,7 +253,8 @@ fn summarize(freq: Mhz, batch: u32, repeat: u32, records: &[RequestRecord]) -> B
         repeat,
         completed: Some(done.len() as u32),
         rejected: (records.len() - done.len()) as u32,
-        mean_ttft_s: (!done.is_empty()).then(|| done.iter().map(|r| r.first_token_s - r.dispatch_s).sum::<f64>() / n),
+        mean_ttft_s: (!done.is_empty())
+            .then(|| done.iter().map(|r| r.first_token_s - r.dispatch_s).sum::<f64>() / n),
         mean_tpot_s: (!tpots.is_empty()).then(|| tpots.iter().sum::<f64>() / tpots.len() as f64),
         iterations: (iterations > 0).then_some(iterations),
         mean_iteration_s: (iterations > 0).then(|| latency / iterations as f64),
@@ -376,7 +386,10 @@ mod tests {
 
     #[test]
     fn token_configs_parse_and_refuse_garbage() {
-        assert_eq!("250x150".parse::<TokenConfig>().unwrap(), TokenConfig { input_tokens: 250, output_tokens: 150 });
+        assert_eq!(
+            "250x150".parse::<TokenConfig>().unwrap(),
+            TokenConfig { input_tokens: 250, output_tokens: 150 }
+        );
         for bad in ["250", "0x5", "ax5", "5x"] {
             assert!(bad.parse::<TokenConfig>().is_err(), "{bad}");
         }
@@ -417,10 +430,17 @@ mod tests {
         let freqs: Vec<Mhz> = energyllm_core::PAPER_FREQS_MHZ.iter().map(|&f| Mhz(f)).collect();
         let rows = sample_iterations(&sampler(), &freqs, 4000, 11).unwrap();
         let params = GbtPerfParams::default();
-        for (target, p) in [(IterationTarget::Latency, &params.latency), (IterationTarget::Power, &params.power)] {
+        for (target, p) in
+            [(IterationTarget::Latency, &params.latency), (IterationTarget::Power, &params.power)]
+        {
             let cv = cross_validate(p, &iteration_dataset(&rows, target).unwrap(), 4, 3).unwrap();
             assert!(cv.model.r2 >= 0.98, "{target:?}: {:?}", cv.model);
-            assert!(cv.model.mape < cv.baseline.mape / 5.0, "{target:?}: {:?} vs {:?}", cv.model, cv.baseline);
+            assert!(
+                cv.model.mape < cv.baseline.mape / 5.0,
+                "{target:?}: {:?} vs {:?}",
+                cv.model,
+                cv.baseline
+            );
         }
     }
 
@@ -430,7 +450,10 @@ mod tests {
         use energyllm_engines::{SimEngineConfig, SimServer};
         use energyllm_hw::{SharedSimGpu, SimGpu};
         let model = ModelSpec::builtin("llama-3.1-8b").unwrap();
-        let shared = SharedSimGpu::new(SimGpu::with_count(GpuSpec::builtin("a100-40gb").unwrap(), model.tensor_parallel));
+        let shared = SharedSimGpu::new(SimGpu::with_count(
+            GpuSpec::builtin("a100-40gb").unwrap(),
+            model.tensor_parallel,
+        ));
         let config = SimEngineConfig { batching: BatchingMode::Static, ..SimEngineConfig::default() };
         let mut engine = SimServer::new(config, model, shared.clone()).unwrap();
         let mut actuator = shared.clone();
@@ -453,7 +476,10 @@ mod tests {
         }
         // Repeats of a point agree (the warm-up took the clock-switch stall).
         for pair in rows.chunks(2) {
-            assert!(close(pair[0].energy_j, pair[1].energy_j) && close(pair[0].total_latency_sec, pair[1].total_latency_sec));
+            assert!(
+                close(pair[0].energy_j, pair[1].energy_j)
+                    && close(pair[0].total_latency_sec, pair[1].total_latency_sec)
+            );
         }
         // A lower clock draws less power; the actuator is back at its default clock.
         let at = |f: u32, b: u32| rows.iter().find(|r| r.freq_mhz == f && r.batch_size == b).unwrap();

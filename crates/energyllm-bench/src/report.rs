@@ -33,12 +33,176 @@ pub fn markdown_table(summaries: &[RunSummary]) -> String {
             m.total_energy_per_request_j
         );
     }
-    s.push_str(
-        "\nEnergy(J): GPU energy while serving (power × busy time) per completed request, the EnergyLLM \
-         paper's definition. Board energy(J): all board energy per completed request, idle included. \
-         Efficiency = SLO(%) / Energy(J) × 100. Throughput in requests/s.\n",
-    );
+    s.push('\n');
+    s.push_str(TABLE_NOTE);
     s
+}
+
+/// What the table's columns mean, printed under every table.
+pub const TABLE_NOTE: &str = "Energy(J): GPU energy while serving (power × busy time) per completed request, the \
+EnergyLLM paper's definition. Board energy(J): all board energy per completed request, idle included. \
+Efficiency = SLO(%) / Energy(J) × 100. Throughput in requests/s. With several runs, each figure is the mean over \
+runs ± the 95% confidence half-width; the best deployable method per column is in bold.\n";
+
+/// Student-t quantile t(0.975, df) for a two-sided 95% confidence interval of a mean.
+fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        d if d <= 30 => T[d - 1],
+        _ => 1.96,
+    }
+}
+
+/// Mean and 95% confidence half-width of `values` (half-width NaN for a single value).
+pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, f64::NAN);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, t975(n - 1) * (var / n as f64).sqrt())
+}
+
+struct Column {
+    header: &'static str,
+    higher_is_better: bool,
+    decimals: usize,
+    get: fn(&RunSummary) -> f64,
+}
+
+const COLUMNS: [Column; 7] = [
+    Column { header: "Efficiency↑", higher_is_better: true, decimals: 2, get: |s| s.efficiency },
+    Column { header: "SLO(%)↑", higher_is_better: true, decimals: 1, get: |s| s.slo_attainment_pct },
+    Column { header: "Energy(J)↓", higher_is_better: false, decimals: 1, get: |s| s.energy_per_request_j },
+    Column { header: "Latency(s)↓", higher_is_better: false, decimals: 2, get: |s| s.mean_latency_s },
+    Column { header: "P99(s)↓", higher_is_better: false, decimals: 2, get: |s| s.p99_latency_s },
+    Column { header: "Throughput↑", higher_is_better: true, decimals: 3, get: |s| s.throughput_rps },
+    Column { header: "Board energy(J)", higher_is_better: false, decimals: 1, get: |s| s.total_energy_per_request_j },
+];
+
+/// Whether a method is a reference row (not deployable): shown in italics, never marked best.
+pub fn is_reference(method: &str) -> bool {
+    method.starts_with(crate::eval::CLAIRVOYANT)
+}
+
+/// The paper's table with each figure as mean ± 95% CI over runs, the best deployable method of
+/// each column in bold (Board energy is shown but not ranked), reference rows in italics.
+pub fn markdown_table_ci(results: &[MethodResult]) -> String {
+    let stats: Vec<Vec<(f64, f64)>> = results
+        .iter()
+        .map(|m| {
+            COLUMNS
+                .iter()
+                .map(|c| mean_ci95(&m.runs.iter().map(c.get).collect::<Vec<_>>()))
+                .collect()
+        })
+        .collect();
+    let best: Vec<Option<f64>> = (0..COLUMNS.len())
+        .map(|j| {
+            let deployable = results.iter().zip(&stats).filter(|(m, _)| !is_reference(&m.summary.method));
+            let means = deployable.map(|(_, st)| st[j].0).filter(|v| v.is_finite());
+            if COLUMNS[j].higher_is_better {
+                means.max_by(f64::total_cmp)
+            } else {
+                means.min_by(f64::total_cmp)
+            }
+        })
+        .collect();
+    let mut s = String::from("| Method |");
+    for c in &COLUMNS {
+        let _ = write!(s, " {} |", c.header);
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---:|".repeat(COLUMNS.len()));
+    s.push('\n');
+    for (m, st) in results.iter().zip(&stats) {
+        let reference = is_reference(&m.summary.method);
+        let name = if reference { format!("*{} (reference)*", m.summary.method) } else { m.summary.method.clone() };
+        let _ = write!(s, "| {name} |");
+        for (j, c) in COLUMNS.iter().enumerate() {
+            let (mean, ci) = st[j];
+            let cell = if ci.is_finite() {
+                format!("{mean:.d$} ± {ci:.d$}", d = c.decimals)
+            } else {
+                format!("{mean:.d$}", d = c.decimals)
+            };
+            let ranked = j + 1 < COLUMNS.len() && !reference && best[j] == Some(mean);
+            if ranked {
+                let _ = write!(s, " **{cell}** |");
+            } else {
+                let _ = write!(s, " {cell} |");
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// One line saying what the table shows (from the same per-run means as the table): the most
+/// efficient deployable method against Static-High, the next best method and the clairvoyant
+/// reference.
+pub fn headline(results: &[MethodResult]) -> String {
+    struct Row<'a> {
+        method: &'a str,
+        efficiency: f64,
+        slo_pct: f64,
+        energy_j: f64,
+    }
+    let mean = |m: &MethodResult, get: fn(&RunSummary) -> f64| mean_ci95(&m.runs.iter().map(get).collect::<Vec<_>>()).0;
+    let rows: Vec<Row> = results
+        .iter()
+        .map(|m| Row {
+            method: &m.summary.method,
+            efficiency: mean(m, |s| s.efficiency),
+            slo_pct: mean(m, |s| s.slo_attainment_pct),
+            energy_j: mean(m, |s| s.energy_per_request_j),
+        })
+        .collect();
+    let deployable: Vec<&Row> = rows.iter().filter(|r| !is_reference(r.method)).collect();
+    let Some(best) = deployable.iter().copied().max_by(|a, b| a.efficiency.total_cmp(&b.efficiency)) else {
+        return String::new();
+    };
+    let mut line = format!(
+        "Headline: the most efficient method is {} ({:.1} J/request at {:.1}% SLO attainment",
+        best.method, best.energy_j, best.slo_pct
+    );
+    if let Some(high) = rows.iter().find(|r| r.method == "static-high" && r.method != best.method) {
+        let _ = write!(
+            line,
+            "; {:.1}% less energy than Static-High at {:.1}%",
+            (1.0 - best.energy_j / high.energy_j) * 100.0,
+            high.slo_pct
+        );
+    }
+    line.push(')');
+    let next = deployable.iter().filter(|r| r.method != best.method).max_by(|a, b| a.efficiency.total_cmp(&b.efficiency));
+    if let Some(second) = next {
+        let _ = write!(
+            line,
+            "; its efficiency is {:+.1}% against the next best, {}",
+            (best.efficiency / second.efficiency - 1.0) * 100.0,
+            second.method
+        );
+    }
+    if let Some(oracle) = rows.iter().find(|r| is_reference(r.method)) {
+        let _ = write!(
+            line,
+            "; the clairvoyant reference spends {:.1} J/request ({:+.1}% against it) at {:.1}%",
+            oracle.energy_j,
+            (best.energy_j / oracle.energy_j - 1.0) * 100.0,
+            oracle.slo_pct
+        );
+    }
+    line.push_str(".\n");
+    line
 }
 
 #[derive(Serialize)]
@@ -59,13 +223,31 @@ struct RequestRow<'a> {
     slo_met: bool,
 }
 
-/// Writes `table.md`, `summary.{json,csv}`, `runs.{json,csv}` and `requests.{jsonl,csv}` into
-/// `dir` (created if missing).
-pub fn write_outputs(dir: &Path, settings: &EvalSettings, results: &[MethodResult]) -> Result<(), Error> {
+/// Writes `table.md`, `meta.json`, `summary.{json,csv}`, `runs.{json,csv}`,
+/// `requests.{jsonl,csv}` and the plots `pareto.svg`, `energy.svg`, `timeline.svg` into `dir`
+/// (created if missing).
+pub fn write_outputs(
+    dir: &Path,
+    settings: &EvalSettings,
+    results: &[MethodResult],
+    table_md: &str,
+) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
     let summaries: Vec<&RunSummary> = results.iter().map(|r| &r.summary).collect();
-    let owned: Vec<RunSummary> = summaries.iter().map(|s| (*s).clone()).collect();
-    write_file(&dir.join("table.md"), markdown_table(&owned).as_bytes())?;
+    write_file(&dir.join("table.md"), table_md.as_bytes())?;
+    write_json(&dir.join("meta.json"), &run_metadata(settings))?;
+    write_file(&dir.join("pareto.svg"), crate::plots::pareto_svg(results).as_bytes())?;
+    write_file(&dir.join("energy.svg"), crate::plots::energy_bars_svg(results).as_bytes())?;
+    // The timeline of the first run of the most efficient deployable method.
+    if let Some(m) = results
+        .iter()
+        .filter(|m| !is_reference(&m.summary.method))
+        .max_by(|a, b| a.summary.efficiency.total_cmp(&b.summary.efficiency))
+    {
+        if let Some(run) = m.details.first() {
+            write_file(&dir.join("timeline.svg"), crate::plots::timeline_svg(&m.summary.method, &run.timeline).as_bytes())?;
+        }
+    }
     write_json(&dir.join("summary.json"), &summaries)?;
     write_csv(&dir.join("summary.csv"), &summaries)?;
 
@@ -100,6 +282,32 @@ pub fn write_outputs(dir: &Path, settings: &EvalSettings, results: &[MethodResul
     write_file(&dir.join("requests.jsonl"), &jsonl)?;
     write_csv(&dir.join("requests.csv"), &requests)?;
     Ok(())
+}
+
+/// What a reader needs to reproduce a result: the revision, the seed and every setting.
+pub fn run_metadata(settings: &EvalSettings) -> serde_json::Value {
+    let git_revision = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown (not run from a git checkout)".into());
+    serde_json::json!({
+        "energyllm_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": git_revision,
+        "seed": settings.seed,
+        "runs": settings.runs,
+        "run_seeds": (0..settings.runs).map(|i| settings.run_seed(i)).collect::<Vec<_>>(),
+        "methods": settings.policies.iter().map(|p| p.label.clone()).collect::<Vec<_>>(),
+        "workload": settings.describe_workload(),
+        "arrival_rate_rps": settings.arrival_rate_rps,
+        "duration_s": settings.duration_s,
+        "controller": settings.setup.controller,
+        "engine": settings.setup.engine,
+        "gpu": settings.setup.gpu,
+        "model": settings.setup.model,
+    })
 }
 
 fn report_err(what: &str, e: impl std::fmt::Display) -> Error {

@@ -88,3 +88,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn report_formats() {
+    energyllm_policy::link();
+    let mut s = settings(0);
+    s.runs = 3;
+    s.policies.push(PluginSpec::parse("clairvoyant:window_s=15").unwrap());
+    let results = evaluate(&s, |_| {}).unwrap();
+    let text = format!(
+        "{}\n{}",
+        energyllm_bench::report::markdown_table_ci(&results),
+        energyllm_bench::report::headline(&results)
+    );
+    insta::assert_snapshot!("table_with_ci_and_headline", text);
+    insta::assert_snapshot!("pareto_svg", energyllm_bench::plots::pareto_svg(&results));
+    insta::assert_snapshot!("energy_svg", energyllm_bench::plots::energy_bars_svg(&results));
+    let dir = tempfile::tempdir().unwrap();
+    energyllm_bench::report::write_outputs(dir.path(), &s, &results, &text).unwrap();
+    let header = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap().lines().next().unwrap().to_owned();
+    insta::assert_snapshot!("csv_headers", format!("{}\n{}\n{}", header("summary.csv"), header("runs.csv"), header("requests.csv")));
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["seed"], 0);
+    assert_eq!(meta["run_seeds"], serde_json::json!([0, 1, 2]));
+    assert!(meta["git_revision"].as_str().is_some());
+    assert!(dir.path().join("timeline.svg").is_file());
+}

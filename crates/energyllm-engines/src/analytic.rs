@@ -38,8 +38,9 @@ impl PerfModel for AnalyticPerfModel {
             prefill_tokens: u64::from(q.prefill_tokens),
             decode_tokens: u64::from(q.decode_tokens),
             kv_read_tokens: q.kv_tokens,
-            attention_pairs: q.kv_tokens as f64 + f64::from(q.decode_tokens) + batch as f64 * prompt * (prompt + 1.0) / 2.0
-                * f64::from(u8::from(q.prefill_tokens > 0)),
+            attention_pairs: q.kv_tokens as f64
+                + f64::from(q.decode_tokens)
+                + batch as f64 * prompt * (prompt + 1.0) / 2.0 * f64::from(u8::from(q.prefill_tokens > 0)),
             sampled_sequences: if q.decode_tokens > 0 { u64::from(q.decode_tokens) } else { batch },
         };
         let freq = Mhz(q.freq.0.clamp(self.gpu.min_freq_mhz, self.gpu.max_freq_mhz));
@@ -60,10 +61,17 @@ mod tests {
             GpuSpec::builtin("a100-40gb").unwrap(),
             IterationModel::default(),
         );
-        let q = |f| PerfQuery { freq: Mhz(f), batch: 8, prefill_tokens: 4096, decode_tokens: 0, kv_tokens: 0 };
+        let q =
+            |f| PerfQuery { freq: Mhz(f), batch: 8, prefill_tokens: 4096, decode_tokens: 0, kv_tokens: 0 };
         let (lo, hi) = (m.predict(&q(705)), m.predict(&q(1410)));
         assert!(lo.latency_s > hi.latency_s && lo.power_w < hi.power_w);
-        let odd = m.predict(&PerfQuery { freq: Mhz(0), batch: 0, prefill_tokens: 0, decode_tokens: 0, kv_tokens: 0 });
+        let odd = m.predict(&PerfQuery {
+            freq: Mhz(0),
+            batch: 0,
+            prefill_tokens: 0,
+            decode_tokens: 0,
+            kv_tokens: 0,
+        });
         assert!(odd.latency_s.is_finite() && odd.power_w.is_finite());
     }
 }

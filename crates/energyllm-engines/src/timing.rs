@@ -103,19 +103,30 @@ fn pnorm(a: f64, b: f64, p: f64) -> f64 {
 impl IterationModel {
     /// Checks ranges; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        for (field, v) in [("overhead_s", self.overhead_s), ("kv_write_s_per_token", self.kv_write_s_per_token)] {
+        for (field, v) in
+            [("overhead_s", self.overhead_s), ("kv_write_s_per_token", self.kv_write_s_per_token)]
+        {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("`{field}` must be ≥ 0, got {v}"));
             }
         }
         if !(0.0..=1.0).contains(&self.overhead_active_frac) {
-            return Err(format!("`overhead_active_frac` must be in [0, 1], got {}", self.overhead_active_frac));
+            return Err(format!(
+                "`overhead_active_frac` must be in [0, 1], got {}",
+                self.overhead_active_frac
+            ));
         }
         Ok(())
     }
 
     /// One layer's time for `work` at `freq`, and the FLOP-time and bytes behind it.
-    fn layer(&self, model: &ModelSpec, gpu: &GpuSpec, freq: Mhz, work: &IterationWork) -> (LayerTimes, f64, f64) {
+    fn layer(
+        &self,
+        model: &ModelSpec,
+        gpu: &GpuSpec,
+        freq: Mhz,
+        work: &IterationWork,
+    ) -> (LayerTimes, f64, f64) {
         let e = &gpu.efficiency;
         let rel = (f64::from(freq.0) / f64::from(gpu.max_freq_mhz)).clamp(1e-3, 1.0);
         let peak_flops = gpu.peak_tflops * 1e12 * rel;
@@ -147,7 +158,13 @@ impl IterationModel {
     }
 
     /// One layer's time for `work` at `freq` (what Vidur profiles per operator).
-    pub fn layer_times(&self, model: &ModelSpec, gpu: &GpuSpec, freq: Mhz, work: &IterationWork) -> LayerTimes {
+    pub fn layer_times(
+        &self,
+        model: &ModelSpec,
+        gpu: &GpuSpec,
+        freq: Mhz,
+        work: &IterationWork,
+    ) -> LayerTimes {
         self.layer(model, gpu, freq, work).0
     }
 
@@ -158,8 +175,8 @@ impl IterationModel {
         let layers = f64::from(model.layers);
         let rel = (f64::from(freq.0) / f64::from(gpu.max_freq_mhz)).clamp(1e-3, 1.0);
         let bw = gpu.mem_bandwidth_gb_s * 1e9;
-        let head_c =
-            work.sampled_sequences as f64 * model.head_flops_per_token_per_gpu() / (gpu.peak_tflops * 1e12 * rel * e.mfu);
+        let head_c = work.sampled_sequences as f64 * model.head_flops_per_token_per_gpu()
+            / (gpu.peak_tflops * 1e12 * rel * e.mfu);
         let head_m = model.head_weight_bytes_per_gpu() / (bw * e.mbu) * gpu.mem_stretch(freq);
         let gpu_s = layers * layer.total_s() + pnorm(head_c, head_m, e.overlap_p);
         let time_s = self.overhead_s + gpu_s;

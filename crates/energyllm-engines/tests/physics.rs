@@ -79,8 +79,15 @@ fn decode_is_less_clock_sensitive_than_prefill() {
         for model in models() {
             let top = Mhz(gpu.max_freq_mhz);
             let low = Mhz(gpu.max_freq_mhz / 2 / 15 * 15);
-            let prefill = IterationWork { prefill_tokens: 4096, attention_pairs: 4096.0 * 4097.0 / 2.0, sampled_sequences: 1, ..Default::default() };
-            let slowdown = |w: &IterationWork| timing.cost(&model, &gpu, low, w).time_s / timing.cost(&model, &gpu, top, w).time_s;
+            let prefill = IterationWork {
+                prefill_tokens: 4096,
+                attention_pairs: 4096.0 * 4097.0 / 2.0,
+                sampled_sequences: 1,
+                ..Default::default()
+            };
+            let slowdown = |w: &IterationWork| {
+                timing.cost(&model, &gpu, low, w).time_s / timing.cost(&model, &gpu, top, w).time_s
+            };
             let (p, d) = (slowdown(&prefill), slowdown(&decode(8, 512)));
             assert!(d < p, "{} {}: decode ×{d:.2} vs prefill ×{p:.2}", gpu.name, model.name);
             assert!(p > 1.3, "{} {}: prefill should be mostly compute-bound, ×{p:.2}", gpu.name, model.name);
@@ -99,6 +106,10 @@ fn the_energy_optimal_decode_clock_lies_strictly_inside_the_range() {
             gpu.power_w(f, c.load) * c.time_s
         };
         let best = freqs.iter().copied().min_by(|a, b| energy(*a).total_cmp(&energy(*b))).unwrap();
-        assert!(best > freqs[0] && best < freqs[freqs.len() - 1], "{}: optimum at the edge, {best}", gpu.name);
+        assert!(
+            best > freqs[0] && best < freqs[freqs.len() - 1],
+            "{}: optimum at the edge, {best}",
+            gpu.name
+        );
     }
 }

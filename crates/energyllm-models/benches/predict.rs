@@ -9,7 +9,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use energyllm_core::{Mhz, PerfModel, PerfQuery};
-use energyllm_models::{GbtPerfParams, IterationProfileRow, IterationRateParams, WilkinsParams, WilkinsSample};
+use energyllm_models::{
+    GbtPerfParams, IterationProfileRow, IterationRateParams, WilkinsParams, WilkinsSample,
+};
 
 /// A deterministic simulator-like iteration table (same shape as the tests' synthetic rows).
 fn rows(n: usize) -> Vec<IterationProfileRow> {
@@ -28,7 +30,9 @@ fn rows(n: usize) -> Vec<IterationProfileRow> {
             let compute = f64::from(prefill + batch) * 2.2e-5 / f;
             let memory = (0.0105 + kv as f64 * 1.3e-7) * (850.0 / f64::from(freq)).max(1.0);
             let latency_s = 0.003 + (compute * compute + memory * memory).sqrt();
-            let power_w = 55.0 + 40.0 * (memory / latency_s).min(1.0) + f * f * (60.0 + 200.0 * (compute / latency_s).min(1.0));
+            let power_w = 55.0
+                + 40.0 * (memory / latency_s).min(1.0)
+                + f * f * (60.0 + 200.0 * (compute / latency_s).min(1.0));
             IterationProfileRow {
                 freq_mhz: freq,
                 batch_size: batch,

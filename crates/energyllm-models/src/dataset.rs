@@ -161,7 +161,8 @@ mod tests {
         let t = Quantity::new("t", "s");
         let e = Dataset::new(f.clone(), t.clone(), vec![1.0, 2.0, 3.0], vec![1.0, 2.0]).unwrap_err();
         assert!(e.to_string().contains("do not make 2 rows"), "{e}");
-        let e = Dataset::new(f.clone(), t.clone(), vec![1.0, 2.0, 3.0, f64::NAN], vec![1.0, 2.0]).unwrap_err();
+        let e =
+            Dataset::new(f.clone(), t.clone(), vec![1.0, 2.0, 3.0, f64::NAN], vec![1.0, 2.0]).unwrap_err();
         assert!(e.to_string().contains("row 1: `b` is NaN"), "{e}");
         let d = Dataset::new(f, t, vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 2.0]).unwrap();
         assert_eq!(d.column(1), vec![2.0, 4.0]);

@@ -170,7 +170,9 @@ impl ModelFile {
         }
         let declared = u64_at(12);
         if declared > MAX_MODEL_FILE_BYTES {
-            return Err(err(format!("the header declares a {declared}-byte payload, over the {MAX_MODEL_FILE_BYTES}-byte limit")));
+            return Err(err(format!(
+                "the header declares a {declared}-byte payload, over the {MAX_MODEL_FILE_BYTES}-byte limit"
+            )));
         }
         if (payload.len() as u64) < declared {
             return Err(err(format!(
@@ -185,7 +187,9 @@ impl ModelFile {
             )));
         }
         if fnv1a64(payload) != u64_at(20) {
-            return Err(err("corrupt: the payload checksum does not match (the file was altered or damaged)".into()));
+            return Err(err(
+                "corrupt: the payload checksum does not match (the file was altered or damaged)".into(),
+            ));
         }
         let (file, rest): (ModelFile, &[u8]) =
             postcard::take_from_bytes(payload).map_err(|e| err(format!("cannot decode the payload: {e}")))?;
@@ -206,7 +210,10 @@ impl ModelFile {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len > MAX_MODEL_FILE_BYTES {
-            return Err(Error::model_file(name, format!("{len} bytes is over the {MAX_MODEL_FILE_BYTES}-byte limit")));
+            return Err(Error::model_file(
+                name,
+                format!("{len} bytes is over the {MAX_MODEL_FILE_BYTES}-byte limit"),
+            ));
         }
         let mut bytes = Vec::with_capacity(len as usize);
         // `take` bounds the read even if the file grows after the size check.

@@ -147,7 +147,11 @@ impl GbtParams {
             if let Some(i) = data.targets().iter().position(|&y| y <= 0.0) {
                 return Err(Error::fit(
                     "gbt",
-                    format!("row {i}: `{}` = {} but a log-target fit needs positive values", data.target().name, data.targets()[i]),
+                    format!(
+                        "row {i}: `{}` = {} but a log-target fit needs positive values",
+                        data.target().name,
+                        data.targets()[i]
+                    ),
                 ));
             }
         }
@@ -166,8 +170,13 @@ impl GbtParams {
         if base_only {
             // Nothing to split on: the best model is the mean, one leaf.
             let mean = y.iter().sum::<f64>() / n as f64;
-            let ensemble = TreeEnsemble::from_trees(data.n_features() as u32, &[vec![Node::leaf(0.0)]], mean, Aggregate::Sum)
-                .map_err(|e| Error::fit("gbt", e))?;
+            let ensemble = TreeEnsemble::from_trees(
+                data.n_features() as u32,
+                &[vec![Node::leaf(0.0)]],
+                mean,
+                Aggregate::Sum,
+            )
+            .map_err(|e| Error::fit("gbt", e))?;
             return Ok(FittedGbt { ensemble, transform: self.transform });
         }
         let matrix = Matrix::new(&columns, n, kept.len());
@@ -198,10 +207,16 @@ impl GbtParams {
                 } else if n.missing_node == n.right_child {
                     false
                 } else {
-                    return Err(Error::fit("gbt", format!("tree {t} node {i} has a separate missing-value branch")));
+                    return Err(Error::fit(
+                        "gbt",
+                        format!("tree {t} node {i} has a separate missing-value branch"),
+                    ));
                 };
                 let feature = kept.get(n.split_feature).copied().ok_or_else(|| {
-                    Error::fit("gbt", format!("tree {t} node {i} splits on unknown column {}", n.split_feature))
+                    Error::fit(
+                        "gbt",
+                        format!("tree {t} node {i} splits on unknown column {}", n.split_feature),
+                    )
                 })?;
                 let child = |c: usize| u32::try_from(c).map_err(|_| Error::fit("gbt", "tree too large"));
                 nodes.push(Node {
@@ -215,8 +230,9 @@ impl GbtParams {
             }
             trees.push(nodes);
         }
-        let ensemble = TreeEnsemble::from_trees(data.n_features() as u32, &trees, booster.base_score, Aggregate::Sum)
-            .map_err(|e| Error::fit("gbt", format!("the learner produced an invalid tree: {e}")))?;
+        let ensemble =
+            TreeEnsemble::from_trees(data.n_features() as u32, &trees, booster.base_score, Aggregate::Sum)
+                .map_err(|e| Error::fit("gbt", format!("the learner produced an invalid tree: {e}")))?;
         Ok(FittedGbt { ensemble, transform: self.transform })
     }
 }
@@ -236,9 +252,17 @@ pub struct CvReport {
 }
 
 /// k-fold cross-validation of `params` on `data`, folds drawn with `seed`.
-pub fn cross_validate(params: &GbtParams, data: &Dataset, folds: usize, seed: u64) -> Result<CvReport, Error> {
+pub fn cross_validate(
+    params: &GbtParams,
+    data: &Dataset,
+    folds: usize,
+    seed: u64,
+) -> Result<CvReport, Error> {
     if folds < 2 || folds > data.len() {
-        return Err(Error::param("gbt", format!("folds must be in 2..={} (the rows), got {folds}", data.len())));
+        return Err(Error::param(
+            "gbt",
+            format!("folds must be in 2..={} (the rows), got {folds}", data.len()),
+        ));
     }
     let n = data.len();
     let mut predicted = vec![0.0; n];
@@ -313,7 +337,10 @@ impl PerfModel for GbtPerfModel {
         let x = perf_features(query);
         // Trees output leaf sums, always finite; the clamp keeps an identity-transformed power
         // fit from dipping below zero far outside its data.
-        PerfPrediction { latency_s: self.latency.predict(&x).max(0.0), power_w: self.power.predict(&x).max(0.0) }
+        PerfPrediction {
+            latency_s: self.latency.predict(&x).max(0.0),
+            power_w: self.power.predict(&x).max(0.0),
+        }
     }
 }
 

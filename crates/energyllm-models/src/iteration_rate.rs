@@ -19,7 +19,8 @@ use crate::profile::IterationProfileRow;
 use crate::Error;
 
 /// Names and units of the rate features, in the order the model reads them.
-pub const RATE_FEATURES: [(&str, &str); 3] = [("freq_mhz", "MHz"), ("batch_size", "requests"), ("kv_tokens", "tokens")];
+pub const RATE_FEATURES: [(&str, &str); 3] =
+    [("freq_mhz", "MHz"), ("batch_size", "requests"), ("kv_tokens", "tokens")];
 
 /// Hyperparameters of [`IterationRateModel`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,7 +121,10 @@ impl IterationRateParams {
         if decode.len() < 2 {
             return Err(Error::fit(
                 "iteration-rate",
-                format!("{} decode-only rows (prefill_tokens = 0): profile more decode iterations", decode.len()),
+                format!(
+                    "{} decode-only rows (prefill_tokens = 0): profile more decode iterations",
+                    decode.len()
+                ),
             ));
         }
         let records = decode

@@ -22,7 +22,7 @@ which implements [`PerfModel`](energyllm_core::PerfModel) where it predicts late
 - **ONNX** (`onnx`, behind the `onnx` cargo feature): any regressor tract runs (a PyTorch MLP, a
   scikit-learn linear model), and ONNX-ML `TreeEnsembleRegressor` graphs, which tract does not
   implement, read from the protobuf and evaluated by [`TreeEnsemble`].
-- **Model files** ([`file`]): a versioned header, a checksum and a postcard payload that
+- **Model files** ([`file`](mod@file)): a versioned header, a checksum and a postcard payload that
   describes itself (features and units, training data, accuracy); bounded and validated on load.
 
 Why one tree evaluator: the trees forust grows and the trees scikit-learn exports differ only in

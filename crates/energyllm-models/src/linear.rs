@@ -66,7 +66,9 @@ pub fn ols_through_origin(x: &[f64], p: usize, y: &[f64]) -> Result<OlsFit, Erro
         return Err(err(format!("{} values do not make {n} rows of {p} columns", x.len())));
     }
     if n <= p {
-        return Err(err(format!("{n} observations for {p} coefficients: need more observations than coefficients")));
+        return Err(err(format!(
+            "{n} observations for {p} coefficients: need more observations than coefficients"
+        )));
     }
     if x.iter().chain(y).any(|v| !v.is_finite()) {
         return Err(err("a value is not finite".into()));
@@ -82,7 +84,9 @@ pub fn ols_through_origin(x: &[f64], p: usize, y: &[f64]) -> Result<OlsFit, Erro
     for k in 0..p {
         let norm = a[k][k..].iter().map(|v| v * v).sum::<f64>().sqrt();
         if norm < 1e-12 {
-            return Err(err(format!("column {k} is a linear combination of the columns before it (collinear)")));
+            return Err(err(format!(
+                "column {k} is a linear combination of the columns before it (collinear)"
+            )));
         }
         let alpha = if a[k][k] > 0.0 { -norm } else { norm };
         // Householder vector v = a_k[k..] − α·e₁, applied as H = I − 2vvᵀ/(vᵀv).
@@ -138,13 +142,15 @@ pub fn ols_through_origin(x: &[f64], p: usize, y: &[f64]) -> Result<OlsFit, Erro
             (sigma2 * c).sqrt() / scale[j]
         })
         .collect();
-    let t_dist = StudentsT::new(0.0, 1.0, df_resid as f64).map_err(|e| err(format!("t distribution: {e}")))?;
+    let t_dist =
+        StudentsT::new(0.0, 1.0, df_resid as f64).map_err(|e| err(format!("t distribution: {e}")))?;
     let t_values: Vec<f64> = coefficients
         .iter()
         .zip(&std_errors)
         .map(|(c, s)| if *s > 0.0 { c / s } else { f64::INFINITY.copysign(*c) })
         .collect();
-    let p_values = t_values.iter().map(|t| if t.is_finite() { 2.0 * t_dist.sf(t.abs()) } else { 0.0 }).collect();
+    let p_values =
+        t_values.iter().map(|t| if t.is_finite() { 2.0 * t_dist.sf(t.abs()) } else { 0.0 }).collect();
     let sum_y2: f64 = y.iter().map(|v| v * v).sum();
     let mean = y.iter().sum::<f64>() / n as f64;
     let tss: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
@@ -152,7 +158,8 @@ pub fn ols_through_origin(x: &[f64], p: usize, y: &[f64]) -> Result<OlsFit, Erro
     let r2_centered = if tss > 0.0 { 1.0 - rss / tss } else { f64::NAN };
     let explained = sum_y2 - rss;
     let f_statistic = if rss > 0.0 { (explained / p as f64) / sigma2 } else { f64::INFINITY };
-    let f_dist = FisherSnedecor::new(p as f64, df_resid as f64).map_err(|e| err(format!("F distribution: {e}")))?;
+    let f_dist =
+        FisherSnedecor::new(p as f64, df_resid as f64).map_err(|e| err(format!("F distribution: {e}")))?;
     let f_p_value = if f_statistic.is_finite() { f_dist.sf(f_statistic.max(0.0)) } else { 0.0 };
     Ok(OlsFit {
         coefficients,
@@ -223,9 +230,11 @@ mod tests {
     fn refuses_what_it_cannot_fit() {
         let e = ols_through_origin(&[1.0, 2.0], 2, &[1.0]).unwrap_err().to_string();
         assert!(e.contains("need more observations"), "{e}");
-        let e = ols_through_origin(&[1.0, 0.0, 2.0, 0.0, 3.0, 0.0], 2, &[1.0, 2.0, 3.0]).unwrap_err().to_string();
+        let e =
+            ols_through_origin(&[1.0, 0.0, 2.0, 0.0, 3.0, 0.0], 2, &[1.0, 2.0, 3.0]).unwrap_err().to_string();
         assert!(e.contains("column 1 is all zeros"), "{e}");
-        let e = ols_through_origin(&[1.0, 2.0, 2.0, 4.0, 3.0, 6.0], 2, &[1.0, 2.0, 4.0]).unwrap_err().to_string();
+        let e =
+            ols_through_origin(&[1.0, 2.0, 2.0, 4.0, 3.0, 6.0], 2, &[1.0, 2.0, 4.0]).unwrap_err().to_string();
         assert!(e.contains("collinear"), "{e}");
         let e = ols_through_origin(&[1.0, f64::NAN, 3.0], 1, &[1.0, 2.0, 3.0]).unwrap_err().to_string();
         assert!(e.contains("not finite"), "{e}");

@@ -41,7 +41,10 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len > MAX_ONNX_FILE_BYTES {
-        return Err(onnx_err(&path.display().to_string(), format!("{len} bytes is over the {MAX_ONNX_FILE_BYTES}-byte limit")));
+        return Err(onnx_err(
+            &path.display().to_string(),
+            format!("{len} bytes is over the {MAX_ONNX_FILE_BYTES}-byte limit"),
+        ));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(MAX_ONNX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
@@ -51,7 +54,10 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, Error> {
 /// Decodes an ONNX protobuf.
 pub fn decode_proto(bytes: &[u8], name: &str) -> Result<pb::ModelProto, Error> {
     if bytes.len() as u64 > MAX_ONNX_FILE_BYTES {
-        return Err(onnx_err(name, format!("{} bytes is over the {MAX_ONNX_FILE_BYTES}-byte limit", bytes.len())));
+        return Err(onnx_err(
+            name,
+            format!("{} bytes is over the {MAX_ONNX_FILE_BYTES}-byte limit", bytes.len()),
+        ));
     }
     tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
@@ -63,7 +69,9 @@ fn input_len(proto: &pb::ModelProto) -> Option<usize> {
     let graph = proto.graph.as_ref()?;
     let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let input = graph.input.iter().find(|i| !initializers.contains(&i.name.as_str()))?;
-    let Some(pb::type_proto::Value::TensorType(t)) = input.r#type.as_ref()?.value.as_ref() else { return None };
+    let Some(pb::type_proto::Value::TensorType(t)) = input.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
     match t.shape.as_ref()?.dim.last()?.value.as_ref()? {
         pb::tensor_shape_proto::dimension::Value::DimValue(n) if *n > 0 => usize::try_from(*n).ok(),
         _ => None,
@@ -94,8 +102,12 @@ impl OnnxModel {
 
     /// Builds from a decoded protobuf; `name` names it in errors.
     pub fn from_proto(proto: &pb::ModelProto, name: &str) -> Result<Self, Error> {
-        let n = input_len(proto)
-            .ok_or_else(|| onnx_err(name, "the first graph input has no fixed last dimension: export with a known feature count"))?;
+        let n = input_len(proto).ok_or_else(|| {
+            onnx_err(
+                name,
+                "the first graph input has no fixed last dimension: export with a known feature count",
+            )
+        })?;
         let plan = tract_onnx::onnx()
             .model_for_proto_model(proto)
             .and_then(|m| m.with_input_fact(0, f32::fact([1, n]).into()))
@@ -113,12 +125,18 @@ impl OnnxModel {
     /// Runs one row; returns the first output, flattened.
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>, Error> {
         if input.len() != self.input_len {
-            return Err(onnx_err(&self.name, format!("{} inputs given, the model reads {}", input.len(), self.input_len)));
+            return Err(onnx_err(
+                &self.name,
+                format!("{} inputs given, the model reads {}", input.len(), self.input_len),
+            ));
         }
-        let tensor = Tensor::from_shape(&[1, self.input_len], input).map_err(|e| onnx_err(&self.name, e.to_string()))?;
+        let tensor = Tensor::from_shape(&[1, self.input_len], input)
+            .map_err(|e| onnx_err(&self.name, e.to_string()))?;
         let out = self.plan.run(tvec!(tensor.into())).map_err(|e| onnx_err(&self.name, format!("{e:#}")))?;
         let first = out.first().ok_or_else(|| onnx_err(&self.name, "the graph has no output"))?;
-        let view = first.to_plain_array_view::<f32>().map_err(|e| onnx_err(&self.name, format!("output is not f32: {e}")))?;
+        let view = first
+            .to_plain_array_view::<f32>()
+            .map_err(|e| onnx_err(&self.name, format!("output is not f32: {e}")))?;
         Ok(view.iter().copied().collect())
     }
 }
@@ -136,7 +154,9 @@ fn floats(node: &pb::NodeProto, name: &str, model: &str) -> Result<Vec<f64>, Err
     if let Some(a) = attr(node, name) {
         return Ok(a.floats.iter().map(|&v| f64::from(v)).collect());
     }
-    let Some(t) = attr(node, &format!("{name}_as_tensor")).and_then(|a| a.t.as_ref()) else { return Ok(Vec::new()) };
+    let Some(t) = attr(node, &format!("{name}_as_tensor")).and_then(|a| a.t.as_ref()) else {
+        return Ok(Vec::new());
+    };
     const FLOAT: i32 = 1;
     const DOUBLE: i32 = 11;
     match t.data_type {
@@ -147,10 +167,15 @@ fn floats(node: &pb::NodeProto, name: &str, model: &str) -> Result<Vec<f64>, Err
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect()),
-        FLOAT if t.raw_data.len() % 4 == 0 => {
-            Ok(t.raw_data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect())
-        }
-        other => Err(onnx_err(model, format!("attribute `{name}_as_tensor` has data type {other}; expected float or double"))),
+        FLOAT if t.raw_data.len() % 4 == 0 => Ok(t
+            .raw_data
+            .chunks_exact(4)
+            .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect()),
+        other => Err(onnx_err(
+            model,
+            format!("attribute `{name}_as_tensor` has data type {other}; expected float or double"),
+        )),
     }
 }
 
@@ -164,7 +189,9 @@ fn string(node: &pb::NodeProto, name: &str) -> Option<String> {
 pub fn tree_ensemble_from_proto(proto: &pb::ModelProto, name: &str) -> Result<Option<TreeEnsemble>, Error> {
     let err = |r: String| onnx_err(name, r);
     let Some(graph) = proto.graph.as_ref() else { return Err(err("the file has no graph".into())) };
-    let Some(node) = graph.node.iter().find(|n| n.op_type == "TreeEnsembleRegressor") else { return Ok(None) };
+    let Some(node) = graph.node.iter().find(|n| n.op_type == "TreeEnsembleRegressor") else {
+        return Ok(None);
+    };
     let others: Vec<&str> = graph
         .node
         .iter()
@@ -179,7 +206,9 @@ pub fn tree_ensemble_from_proto(proto: &pb::ModelProto, name: &str) -> Result<Op
     }
     let n_targets = attr(node, "n_targets").map_or(1, |a| a.i);
     if n_targets != 1 {
-        return Err(err(format!("TreeEnsembleRegressor has {n_targets} targets; export one regressor per target")));
+        return Err(err(format!(
+            "TreeEnsembleRegressor has {n_targets} targets; export one regressor per target"
+        )));
     }
     if let Some(p) = string(node, "post_transform").filter(|p| p != "NONE") {
         return Err(err(format!("post_transform `{p}` is not supported (only NONE)")));
@@ -215,7 +244,10 @@ pub fn tree_ensemble_from_proto(proto: &pb::ModelProto, name: &str) -> Result<Op
         }
     }
     if !missing.is_empty() && missing.len() != n {
-        return Err(err(format!("`nodes_missing_value_tracks_true` has {} entries, expected {n}", missing.len())));
+        return Err(err(format!(
+            "`nodes_missing_value_tracks_true` has {} entries, expected {n}",
+            missing.len()
+        )));
     }
     let t_trees = ints(node, "target_treeids");
     let t_nodes = ints(node, "target_nodeids");
@@ -256,13 +288,15 @@ pub fn tree_ensemble_from_proto(proto: &pb::ModelProto, name: &str) -> Result<Op
             .filter(|&&i| modes[i] != "LEAF")
             .flat_map(|&i| [true_ids[i], false_ids[i]])
             .collect();
-        let roots: Vec<usize> = entries.iter().copied().filter(|&i| !children.contains(&node_ids[i])).collect();
+        let roots: Vec<usize> =
+            entries.iter().copied().filter(|&i| !children.contains(&node_ids[i])).collect();
         let [root] = roots[..] else {
             return Err(err(format!("tree {t} has {} root nodes; expected one", roots.len())));
         };
         let mut order = vec![root];
         order.extend(entries.iter().copied().filter(|&i| i != root));
-        let local: HashMap<i64, u32> = order.iter().enumerate().map(|(k, &i)| (node_ids[i], k as u32)).collect();
+        let local: HashMap<i64, u32> =
+            order.iter().enumerate().map(|(k, &i)| (node_ids[i], k as u32)).collect();
         if local.len() != order.len() {
             return Err(err(format!("tree {t} repeats a node id")));
         }
@@ -279,13 +313,22 @@ pub fn tree_ensemble_from_proto(proto: &pb::ModelProto, name: &str) -> Result<Op
                 "BRANCH_GT" => NodeKind::Gt,
                 "BRANCH_EQ" => NodeKind::Eq,
                 "BRANCH_NEQ" => NodeKind::Neq,
-                other => return Err(err(format!("tree {t} node {}: mode `{other}` is not supported", node_ids[i]))),
+                other => {
+                    return Err(err(format!(
+                        "tree {t} node {}: mode `{other}` is not supported",
+                        node_ids[i]
+                    )))
+                }
             };
             let child = |id: i64| {
-                local.get(&id).copied().ok_or_else(|| err(format!("tree {t} node {}: child {id} does not exist", node_ids[i])))
+                local
+                    .get(&id)
+                    .copied()
+                    .ok_or_else(|| err(format!("tree {t} node {}: child {id} does not exist", node_ids[i])))
             };
-            let feature = u32::try_from(feature_ids[i])
-                .map_err(|_| err(format!("tree {t} node {}: feature id {} is negative", node_ids[i], feature_ids[i])))?;
+            let feature = u32::try_from(feature_ids[i]).map_err(|_| {
+                err(format!("tree {t} node {}: feature id {} is negative", node_ids[i], feature_ids[i]))
+            })?;
             n_features = n_features.max(feature.saturating_add(1));
             nodes.push(Node {
                 kind,

@@ -29,14 +29,20 @@ fn load(name: &'static str, value: &ConfigValue) -> Result<ModelFile, energyllm_
 fn build_gbt(value: &ConfigValue) -> Result<Box<dyn PerfModel>, energyllm_core::Error> {
     match load("gbt", value)?.model {
         SavedModel::Gbt(m) => Ok(Box::new(m)),
-        _ => Err(plugin_error("gbt", "the file holds another model family (see `energyllm models eval`)".into())),
+        _ => Err(plugin_error(
+            "gbt",
+            "the file holds another model family (see `energyllm models eval`)".into(),
+        )),
     }
 }
 
 fn build_wilkins(value: &ConfigValue) -> Result<Box<dyn PerfModel>, energyllm_core::Error> {
     match load("wilkins", value)?.model {
         SavedModel::Wilkins(m) => Ok(m),
-        _ => Err(plugin_error("wilkins", "the file holds another model family (see `energyllm models eval`)".into())),
+        _ => Err(plugin_error(
+            "wilkins",
+            "the file holds another model family (see `energyllm models eval`)".into(),
+        )),
     }
 }
 
@@ -78,7 +84,8 @@ mod onnx_plugin {
 
     fn build(value: &ConfigValue) -> Result<Box<dyn PerfModel>, energyllm_core::Error> {
         let cfg: OnnxConfig = parse_config("perf model", "onnx", value)?;
-        let load = |p: &PathBuf| OnnxRegressor::load(p).map_err(|e| super::plugin_error("onnx", e.to_string()));
+        let load =
+            |p: &PathBuf| OnnxRegressor::load(p).map_err(|e| super::plugin_error("onnx", e.to_string()));
         Ok(Box::new(OnnxPerfModel { latency: load(&cfg.latency)?, power: load(&cfg.power)? }))
     }
 

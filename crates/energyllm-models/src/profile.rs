@@ -199,13 +199,17 @@ pub fn read_iteration_profile(path: &Path) -> Result<Vec<IterationProfileRow>, E
 }
 
 fn read_rows<T: DeserializeOwned>(path: &Path, check: fn(&T) -> Result<(), String>) -> Result<Vec<T>, Error> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| match e.into_kind() {
-        csv::ErrorKind::Io(io) => Error::io(path, io),
-        other => Error::Data { name: path.display().to_string(), reason: format!("{other:?}") },
-    })?;
+    let mut reader =
+        csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| match e.into_kind() {
+            csv::ErrorKind::Io(io) => Error::io(path, io),
+            other => Error::Data { name: path.display().to_string(), reason: format!("{other:?}") },
+        })?;
     let headers = reader
         .headers()
-        .map_err(|e| Error::Data { name: path.display().to_string(), reason: format!("cannot read the header: {e}") })?
+        .map_err(|e| Error::Data {
+            name: path.display().to_string(),
+            reason: format!("cannot read the header: {e}"),
+        })?
         .clone();
     let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
@@ -250,7 +254,8 @@ pub fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), Error> {
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
     for r in rows {
-        w.serialize(r).map_err(|e| Error::Data { name: path.display().to_string(), reason: e.to_string() })?;
+        w.serialize(r)
+            .map_err(|e| Error::Data { name: path.display().to_string(), reason: e.to_string() })?;
     }
     w.flush().map_err(|e| Error::io(path, e))
 }
@@ -280,7 +285,8 @@ mod tests {
     fn bad_rows_name_file_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("it.csv");
-        let header = "freq_mhz,batch_size,prefill_tokens,decode_tokens,kv_tokens,latency_s,power_w,energy_j\n";
+        let header =
+            "freq_mhz,batch_size,prefill_tokens,decode_tokens,kv_tokens,latency_s,power_w,energy_j\n";
         std::fs::write(&p, format!("{header}1410,1,0,1,10,0.01,200,2\n1410,1,0,1,10,abc,200,2\n")).unwrap();
         let e = read_iteration_profile(&p).unwrap_err().to_string();
         assert!(e.contains("it.csv:3") && e.contains("latency_s"), "{e}");

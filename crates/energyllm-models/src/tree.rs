@@ -134,7 +134,11 @@ impl FastPath {
                 NodeKind::Gt => (next_up(n.value), [f, t]),
                 NodeKind::Eq | NodeKind::Neq => return None,
             };
-            steps.push(Step { threshold, feature: if n.kind == NodeKind::Leaf { 0 } else { n.feature }, next });
+            steps.push(Step {
+                threshold,
+                feature: if n.kind == NodeKind::Leaf { 0 } else { n.feature },
+                next,
+            });
         }
         // Children come after parents, so one forward pass gives each reachable node's depth.
         let mut depth: Vec<Option<u32>> = vec![None; nodes.len()];
@@ -175,7 +179,13 @@ impl TryFrom<RawEnsemble> for TreeEnsemble {
 
 impl From<TreeEnsemble> for RawEnsemble {
     fn from(t: TreeEnsemble) -> Self {
-        RawEnsemble { n_features: t.n_features, nodes: t.nodes, roots: t.roots, base: t.base, aggregate: t.aggregate }
+        RawEnsemble {
+            n_features: t.n_features,
+            nodes: t.nodes,
+            roots: t.roots,
+            base: t.base,
+            aggregate: t.aggregate,
+        }
     }
 }
 
@@ -244,7 +254,10 @@ impl TreeEnsemble {
             let mut stack = vec![(0usize, None::<(usize, bool)>)];
             while let Some((old, parent)) = stack.pop() {
                 let Some(node) = tree.get(old) else {
-                    return Err(format!("tree {t}: a node points to child {old}, past its {} nodes", tree.len()));
+                    return Err(format!(
+                        "tree {t}: a node points to child {old}, past its {} nodes",
+                        tree.len()
+                    ));
                 };
                 if placed[old].is_some() {
                     return Err(format!("tree {t}: node {old} is reached twice (a cycle or a shared node)"));
@@ -318,7 +331,9 @@ impl TreeEnsemble {
     pub fn predict(&self, x: &[f64]) -> f64 {
         let n = self.n_features as usize;
         let agg = match &self.fast {
-            Some(fast) if x.len() >= n && x[..n].iter().all(|v| v.is_finite()) => self.aggregate_fast(fast, x),
+            Some(fast) if x.len() >= n && x[..n].iter().all(|v| v.is_finite()) => {
+                self.aggregate_fast(fast, x)
+            }
             _ => self.aggregate_outputs(self.roots.iter().map(|&r| self.tree_output(r, x))),
         };
         self.base + agg

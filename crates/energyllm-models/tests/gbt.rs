@@ -11,7 +11,8 @@ use energyllm_models::{cross_validate, GbtPerfParams, IterationRateParams, Itera
 fn beats_a_constant_predictor_by_a_wide_margin_on_held_out_folds() {
     let rows = common::synthetic_rows(3000, 1);
     let params = GbtPerfParams::default();
-    for (target, p) in [(IterationTarget::Latency, &params.latency), (IterationTarget::Power, &params.power)] {
+    for (target, p) in [(IterationTarget::Latency, &params.latency), (IterationTarget::Power, &params.power)]
+    {
         let data = iteration_dataset(&rows, target).unwrap();
         let cv = cross_validate(p, &data, 5, 7).unwrap();
         assert_eq!(cv.model.n, 3000);
@@ -26,21 +27,39 @@ fn beats_a_constant_predictor_by_a_wide_margin_on_held_out_folds() {
 fn the_fitted_pair_answers_as_a_perf_model() {
     let rows = common::synthetic_rows(2000, 2);
     let m = GbtPerfParams::default().fit(&rows).unwrap();
-    let q = |freq, prefill| PerfQuery { freq: Mhz(freq), batch: 8, prefill_tokens: prefill, decode_tokens: 8, kv_tokens: 8000 };
+    let q = |freq, prefill| PerfQuery {
+        freq: Mhz(freq),
+        batch: 8,
+        prefill_tokens: prefill,
+        decode_tokens: 8,
+        kv_tokens: 8000,
+    };
     // Prefill-heavy work slows down at a low clock; power drops with the clock.
     assert!(m.predict(&q(810, 3000)).latency_s > m.predict(&q(1410, 3000)).latency_s);
     assert!(m.predict(&q(810, 0)).power_w < m.predict(&q(1410, 0)).power_w);
     // Total: far outside the data the answer is still finite and non-negative.
-    let wild = m.predict(&PerfQuery { freq: Mhz(u32::MAX), batch: u32::MAX, prefill_tokens: u32::MAX, decode_tokens: 0, kv_tokens: u64::MAX });
-    assert!(wild.latency_s.is_finite() && wild.latency_s >= 0.0 && wild.power_w.is_finite() && wild.power_w >= 0.0);
+    let wild = m.predict(&PerfQuery {
+        freq: Mhz(u32::MAX),
+        batch: u32::MAX,
+        prefill_tokens: u32::MAX,
+        decode_tokens: 0,
+        kv_tokens: u64::MAX,
+    });
+    assert!(
+        wild.latency_s.is_finite()
+            && wild.latency_s >= 0.0
+            && wild.power_w.is_finite()
+            && wild.power_w >= 0.0
+    );
 }
 
 #[test]
 fn iteration_rate_picks_the_lowest_clock_that_meets_a_rate() {
     let rows = common::synthetic_rows(4000, 3);
     let m = IterationRateParams::default().fit(&rows).unwrap();
-    let running: Vec<RunningRequest> =
-        (0..16).map(|i| RunningRequest { context_tokens: 200 + 50 * i, remaining_tokens: 20 + 10 * i }).collect();
+    let running: Vec<RunningRequest> = (0..16)
+        .map(|i| RunningRequest { context_tokens: 200 + 50 * i, remaining_tokens: 20 + 10 * i })
+        .collect();
     let freqs: Vec<Mhz> = [705, 810, 1005, 1200, 1410].map(Mhz).to_vec();
     let fast = m.project(Mhz(1410), &running, 64);
     let slow = m.project(Mhz(705), &running, 64);

@@ -7,8 +7,8 @@ use energyllm_core::{Mhz, PerfQuery};
 use energyllm_models::file::{created_by, MAX_MODEL_FILE_BYTES};
 use energyllm_models::tree::{Aggregate, Node, NodeKind};
 use energyllm_models::{
-    perf_features, TreeEnsemble, GbtPerfParams, IterationRateParams, ModelFile, ModelMeta, Quantity, SavedModel, TrainingSummary,
-    WilkinsParams, WilkinsSample,
+    perf_features, GbtPerfParams, IterationRateParams, ModelFile, ModelMeta, Quantity, SavedModel,
+    TrainingSummary, TreeEnsemble, WilkinsParams, WilkinsSample,
 };
 
 fn meta(family: &str) -> ModelMeta {
@@ -33,7 +33,9 @@ fn err_of(bytes: &[u8]) -> String {
 
 /// The payload's checksum, as the format defines it (FNV-1a 64).
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 #[test]
@@ -41,12 +43,23 @@ fn every_family_round_trips_and_predicts_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let rows = common::synthetic_rows(500, 5);
     let samples: Vec<WilkinsSample> = [(8.0, 8.0), (8.0, 512.0), (512.0, 8.0), (512.0, 512.0), (64.0, 64.0)]
-        .map(|(i, o)| WilkinsSample { input_tokens: i, output_tokens: o, energy_j: i + 2.0 * o + 0.01 * i * o + 1.0, runtime_s: 1.0 + o / 50.0 })
+        .map(|(i, o)| WilkinsSample {
+            input_tokens: i,
+            output_tokens: o,
+            energy_j: i + 2.0 * o + 0.01 * i * o + 1.0,
+            runtime_s: 1.0 + o / 50.0,
+        })
         .to_vec();
     let files = [
         gbt_file(),
-        ModelFile { meta: meta("wilkins"), model: SavedModel::Wilkins(Box::new(WilkinsParams::default().fit(&samples, 32).unwrap())) },
-        ModelFile { meta: meta("iteration-rate"), model: SavedModel::IterationRate(IterationRateParams::default().fit(&rows).unwrap()) },
+        ModelFile {
+            meta: meta("wilkins"),
+            model: SavedModel::Wilkins(Box::new(WilkinsParams::default().fit(&samples, 32).unwrap())),
+        },
+        ModelFile {
+            meta: meta("iteration-rate"),
+            model: SavedModel::IterationRate(IterationRateParams::default().fit(&rows).unwrap()),
+        },
     ];
     let q = PerfQuery { freq: Mhz(1200), batch: 4, prefill_tokens: 100, decode_tokens: 4, kv_tokens: 2000 };
     for file in files {
@@ -134,8 +147,21 @@ fn a_tree_that_points_backwards_is_refused_on_decode() {
         base: f64,
         aggregate: Aggregate,
     }
-    let branch = Node { kind: NodeKind::Lt, feature: 0, value: 1.0, true_child: 1, false_child: 0, missing_true: false };
-    let raw = Raw { n_features: 1, nodes: vec![branch, Node::leaf(1.0)], roots: vec![0], base: 0.0, aggregate: Aggregate::Sum };
+    let branch = Node {
+        kind: NodeKind::Lt,
+        feature: 0,
+        value: 1.0,
+        true_child: 1,
+        false_child: 0,
+        missing_true: false,
+    };
+    let raw = Raw {
+        n_features: 1,
+        nodes: vec![branch, Node::leaf(1.0)],
+        roots: vec![0],
+        base: 0.0,
+        aggregate: Aggregate::Sum,
+    };
     let bytes = postcard::to_allocvec(&raw).unwrap();
     let e = postcard::from_bytes::<TreeEnsemble>(&bytes).unwrap_err().to_string();
     assert!(!e.is_empty());

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use energyllm_core::{Mhz, PerfModel, PerfQuery};
-use energyllm_models::onnx::{decode_proto, tree_ensemble_from_proto, OnnxModel, OnnxPerfModel, OnnxRegressor};
+use energyllm_models::onnx::{
+    decode_proto, tree_ensemble_from_proto, OnnxModel, OnnxPerfModel, OnnxRegressor,
+};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx").join(name)
@@ -16,7 +18,11 @@ fn expected() -> serde_json::Value {
 }
 
 fn rows(v: &serde_json::Value) -> Vec<Vec<f64>> {
-    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect()
 }
 
 fn values(v: &serde_json::Value) -> Vec<f64> {
@@ -91,7 +97,8 @@ fn broken_files_and_broken_trees_are_clear_errors() {
     let proto = decode_proto(&bytes, "gbr.onnx").unwrap();
     let with = |f: &dyn Fn(&mut tract_onnx::pb::NodeProto)| {
         let mut p = proto.clone();
-        let node = p.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "TreeEnsembleRegressor").unwrap();
+        let node =
+            p.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "TreeEnsembleRegressor").unwrap();
         f(node);
         tree_ensemble_from_proto(&p, "gbr.onnx").unwrap_err().to_string()
     };

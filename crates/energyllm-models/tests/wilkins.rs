@@ -13,7 +13,12 @@ fn samples() -> Vec<WilkinsSample> {
         for tout in [8.0, 64.0, 256.0, 1024.0] {
             let noise = (((i * 7919) % 101) as f64 - 50.0) / 50.0 * 40.0;
             let e = 1.5 * tin + 2.0 * tout + 0.01 * tin * tout + noise;
-            out.push(WilkinsSample { input_tokens: tin, output_tokens: tout, energy_j: e, runtime_s: e / 300.0 });
+            out.push(WilkinsSample {
+                input_tokens: tin,
+                output_tokens: tout,
+                energy_j: e,
+                runtime_s: e / 300.0,
+            });
             i += 1;
         }
     }
@@ -53,7 +58,13 @@ fn matches_numpy_and_scipy_on_noisy_data() {
 fn serves_as_a_perf_model_and_stays_total() {
     let m = WilkinsParams::default().fit(&samples(), 32).unwrap();
     // A batch of 32 requests of 128 in / 256 out: per-request tin, tout.
-    let q = PerfQuery { freq: Mhz(1410), batch: 32, prefill_tokens: 32 * 128, decode_tokens: 32 * 256, kv_tokens: 0 };
+    let q = PerfQuery {
+        freq: Mhz(1410),
+        batch: 32,
+        prefill_tokens: 32 * 128,
+        decode_tokens: 32 * 256,
+        kv_tokens: 0,
+    };
     let p = m.predict(&q);
     assert!(close(p.latency_s, m.runtime_s(128.0, 256.0), 1e-12));
     assert!(close(p.energy_j(), m.energy_j(128.0, 256.0), 1e-9));

@@ -279,7 +279,12 @@ pub struct TokenAwareConfig {
 
 impl Default for TokenAwareConfig {
     fn default() -> Self {
-        TokenAwareConfig { short_tokens: 300.0, long_tokens: 1000.0, clocks: [960, 1110, 1245], max_batch: 16 }
+        TokenAwareConfig {
+            short_tokens: 300.0,
+            long_tokens: 1000.0,
+            clocks: [960, 1110, 1245],
+            max_batch: 16,
+        }
     }
 }
 
@@ -388,7 +393,13 @@ impl DynamoLlm {
     }
 
     /// For one class and batch: the lowest feasible clock with its latency and energy/request.
-    fn setting(&mut self, ic: (usize, f64), oc: (usize, f64), batch: u32, budget_s: f64) -> Option<ClassSetting> {
+    fn setting(
+        &mut self,
+        ic: (usize, f64),
+        oc: (usize, f64),
+        batch: u32,
+        budget_s: f64,
+    ) -> Option<ClassSetting> {
         let key = (ic.0, oc.0, batch);
         if let Some(hit) = self.cache.get(&key) {
             return hit.filter(|s| s.1 <= budget_s);
@@ -422,7 +433,8 @@ impl Policy for DynamoLlm {
                 options.push((b, f, served / latency, energy * f64::from(b) / served));
             }
         }
-        let (max_tput, max_energy) = options.iter().fold((0.0f64, 0.0f64), |m, o| (m.0.max(o.2), m.1.max(o.3)));
+        let (max_tput, max_energy) =
+            options.iter().fold((0.0f64, 0.0f64), |m, o| (m.0.max(o.2), m.1.max(o.3)));
         let w = self.c.throughput_weight;
         let best = options.iter().max_by(|a, b| {
             let score = |o: &(u32, Mhz, f64, f64)| w * o.2 / max_tput - (1.0 - w) * o.3 / max_energy;
@@ -481,7 +493,12 @@ impl Throttllem {
         if c.batch == 0 {
             return Err(bad(name, "`batch` must be ≥ 1"));
         }
-        Ok(Throttllem { perf: forecast::require(ctx, name)?, c, space: ctx.action_space.clone(), slo: ctx.slo })
+        Ok(Throttllem {
+            perf: forecast::require(ctx, name)?,
+            c,
+            space: ctx.action_space.clone(),
+            slo: ctx.slo,
+        })
     }
 }
 
@@ -568,7 +585,13 @@ impl Voltana {
             return Err(bad(name, "need margin > −1, batch ≥ 1 and queue_growth_jump ≥ 1"));
         }
         positive(name, "rate_jump_rps", c.rate_jump_rps)?;
-        Ok(Voltana { perf: forecast::require(ctx, name)?, c, space: ctx.action_space.clone(), slo: ctx.slo, last_queue: 0 })
+        Ok(Voltana {
+            perf: forecast::require(ctx, name)?,
+            c,
+            space: ctx.action_space.clone(),
+            slo: ctx.slo,
+            last_queue: 0,
+        })
     }
 }
 
@@ -590,7 +613,10 @@ impl Policy for Voltana {
             .freqs()
             .iter()
             .copied()
-            .find(|&f| forecast::batch(self.perf.as_ref(), f, batch, input, obs.mean_output_tokens).latency_s <= budget)
+            .find(|&f| {
+                forecast::batch(self.perf.as_ref(), f, batch, input, obs.mean_output_tokens).latency_s
+                    <= budget
+            })
             .unwrap_or(self.space.max_freq());
         Action { freq, batch }
     }
@@ -640,7 +666,12 @@ impl Heuristic {
         if c.max_batch == 0 {
             return Err(bad(name, "`max_batch` must be ≥ 1"));
         }
-        Ok(Heuristic { perf: forecast::require(ctx, name)?, c, space: ctx.action_space.clone(), slo: ctx.slo })
+        Ok(Heuristic {
+            perf: forecast::require(ctx, name)?,
+            c,
+            space: ctx.action_space.clone(),
+            slo: ctx.slo,
+        })
     }
 }
 
@@ -652,7 +683,8 @@ impl Policy for Heuristic {
         let input = mean_queued_prompt(obs, DEFAULT_PROMPT_TOKENS);
         let output = obs.mean_output_tokens;
         let queued = in_system(obs).max(1);
-        let allowed: Vec<u32> = self.space.batches().iter().copied().filter(|&b| b <= self.c.max_batch).collect();
+        let allowed: Vec<u32> =
+            self.space.batches().iter().copied().filter(|&b| b <= self.c.max_batch).collect();
         let largest = allowed.last().copied().unwrap_or(self.space.batches()[0]);
         let candidates: Vec<u32> = match allowed.iter().position(|&b| b >= queued) {
             Some(i) => allowed[i..].to_vec(),
@@ -692,9 +724,39 @@ macro_rules! register {
 
 register!("dvfs-only", "batch 8; clock from a ladder by requests in the system", DvfsOnly, DvfsOnlyConfig);
 register!("batch-only", "top clock; smallest batch that holds the queue", BatchOnly, BatchOnlyConfig);
-register!("reactive-dvfs", "clock steps up/down on queue and latency thresholds", ReactiveDvfs, ReactiveDvfsConfig);
-register!("token-aware", "clock and batch from queued prompt and expected output tokens", TokenAware, TokenAwareConfig);
-register!("dynamollm", "DynamoLLM-like: per length class, lowest clock meeting SLO × 0.61", DynamoLlm, DynamoLlmConfig);
-register!("throttllem", "throttLL'eM-like: projected KV/batch, iteration-rate predictor", Throttllem, ThrottllemConfig);
-register!("voltana", "VoltanaLLM-like: lowest clock within SLO margin, top clock on surges", Voltana, VoltanaConfig);
-register!("heuristic", "w/o RL ablation: least-energy clock × batch meeting SLO × 0.8", Heuristic, HeuristicConfig);
+register!(
+    "reactive-dvfs",
+    "clock steps up/down on queue and latency thresholds",
+    ReactiveDvfs,
+    ReactiveDvfsConfig
+);
+register!(
+    "token-aware",
+    "clock and batch from queued prompt and expected output tokens",
+    TokenAware,
+    TokenAwareConfig
+);
+register!(
+    "dynamollm",
+    "DynamoLLM-like: per length class, lowest clock meeting SLO × 0.61",
+    DynamoLlm,
+    DynamoLlmConfig
+);
+register!(
+    "throttllem",
+    "throttLL'eM-like: projected KV/batch, iteration-rate predictor",
+    Throttllem,
+    ThrottllemConfig
+);
+register!(
+    "voltana",
+    "VoltanaLLM-like: lowest clock within SLO margin, top clock on surges",
+    Voltana,
+    VoltanaConfig
+);
+register!(
+    "heuristic",
+    "w/o RL ablation: least-energy clock × batch meeting SLO × 0.8",
+    Heuristic,
+    HeuristicConfig
+);

@@ -19,10 +19,23 @@ come in their own modules as their issues land.
 #![deny(missing_docs)]
 
 pub mod adaptive;
+pub mod agent;
 pub mod baselines;
+pub mod env;
+mod error;
+pub mod features;
 pub mod forecast;
+pub mod nn;
+pub mod ppo;
+pub mod shield;
 
+pub use agent::{Checkpoint, PolicySpec, PpoPolicy, PpoPolicyConfig};
 pub use baselines::{Fixed, FixedConfig, StaticHigh, StaticHighConfig};
+pub use env::{Env, Step};
+pub use error::Error;
+pub use features::FeatureSet;
+pub use ppo::{Ppo, PpoConfig};
+pub use shield::Shield;
 
 /// Call from a binary so the linker keeps this crate's plugin registrations (inventory's
 /// submissions in a crate nothing references are dropped).

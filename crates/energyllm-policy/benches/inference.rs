@@ -1,0 +1,98 @@
+//! Inference speed of the PPO policy: features + network + mask + shield per decision.
+//!
+//! Criterion reports the mean; the p99 over individually timed decisions is printed after it,
+//! because the target (≤ 20 µs per decision) is on the tail.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{criterion_group, Criterion};
+use energyllm_core::registry::{find, PolicyContext, PolicyPlugin};
+use energyllm_core::{ActionSpace, Mhz, Observation, Policy, Slo, Timestamp};
+use energyllm_engines::{AnalyticPerfModel, IterationModel, ModelSpec};
+use energyllm_hw::GpuSpec;
+use serde_json::json;
+
+fn observations() -> Vec<Observation> {
+    (0..64u32)
+        .map(|i| Observation {
+            now: Timestamp::from_secs_f64(f64::from(i)),
+            queue_len: i % 12,
+            queued_prompt_tokens: u64::from(i % 12) * 300,
+            queued_expected_output_tokens: f64::from(i % 12) * 320.0,
+            running: i % 16,
+            kv_usage_frac: f64::from(i % 10) / 10.0,
+            freq: Mhz(1200),
+            freq_index: 8,
+            batch_cap: 16,
+            since_last_switch_s: f64::from(i % 7),
+            arrival_rate_rps: 0.8,
+            oldest_wait_s: f64::from(i % 9),
+            mean_wait_s: f64::from(i % 5),
+            recent_slo_attainment: 0.9,
+            recent_mean_latency_s: 6.0,
+            recent_power_w: 220.0,
+            mean_output_tokens: 320.0,
+            completed: u64::from(i),
+            slo: Slo::e2e(11.0),
+        })
+        .collect()
+}
+
+fn policy(shield: bool) -> Box<dyn Policy> {
+    energyllm_policy::link();
+    let perf = AnalyticPerfModel::new(
+        ModelSpec::builtin("llama-3.1-8b").unwrap(),
+        GpuSpec::builtin("a100-40gb").unwrap(),
+        IterationModel::default(),
+    );
+    let mut ctx = PolicyContext::new(ActionSpace::paper(), Slo::e2e(11.0), 0);
+    ctx.perf_model = Some(Arc::new(perf));
+    (find::<PolicyPlugin>("ppo").unwrap().build)(&json!({ "shield": shield }), &ctx).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let obs = observations();
+    for shield in [false, true] {
+        let mut p = policy(shield);
+        let mut i = 0;
+        c.bench_function(&format!("ppo_decide_shield_{shield}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % obs.len();
+                black_box(p.decide(black_box(&obs[i])))
+            })
+        });
+    }
+}
+
+fn tail() {
+    let obs = observations();
+    for shield in [false, true] {
+        let mut p = policy(shield);
+        let mut ns: Vec<u128> = (0..200_000)
+            .map(|i| {
+                let t = Instant::now();
+                black_box(p.decide(black_box(&obs[i % obs.len()])));
+                t.elapsed().as_nanos()
+            })
+            .collect();
+        ns.sort_unstable();
+        let q = |f: f64| ns[((ns.len() - 1) as f64 * f) as usize] as f64 / 1000.0;
+        println!(
+            "ppo decide (shield {shield}): p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs",
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    tail();
+}
