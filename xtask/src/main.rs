@@ -86,7 +86,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         let report = calibrate(&data, refit)?;
         print!("{}", report.render());
         if report.met() < report.checks.len() {
-            eprintln!("{} of {} calibration targets missed", report.checks.len() - report.met(), report.checks.len());
+            eprintln!(
+                "{} of {} calibration targets missed",
+                report.checks.len() - report.met(),
+                report.checks.len()
+            );
             return Ok(ExitCode::FAILURE);
         }
         return Ok(ExitCode::SUCCESS);
@@ -126,7 +130,11 @@ fn run_other(command: Command) -> anyhow::Result<()> {
                 }
             }
             if !stale.is_empty() {
-                bail!("{} bundled file(s) differ from what gen-samples makes: {}", stale.len(), stale.join(", "));
+                bail!(
+                    "{} bundled file(s) differ from what gen-samples makes: {}",
+                    stale.len(),
+                    stale.join(", ")
+                );
             }
             Ok(())
         }
@@ -165,7 +173,9 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn bench_process(size_mib: u64, tokenizer: &str) -> anyhow::Result<()> {
-    use energyllm_bench::workload::process::{process_file, write_synthetic_sharegpt, ProcessOptions, RawFormat, Turns};
+    use energyllm_bench::workload::process::{
+        process_file, write_synthetic_sharegpt, ProcessOptions, RawFormat, Turns,
+    };
     use energyllm_bench::workload::tokenize::Tokenizer;
 
     let dir = std::env::temp_dir().join(format!("energyllm-bench-process-{}", std::process::id()));
@@ -205,4 +215,3 @@ fn bench_process(size_mib: u64, tokenizer: &str) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
-

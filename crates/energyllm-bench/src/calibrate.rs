@@ -53,12 +53,18 @@ impl Report {
         let mut s = self.text.clone();
         s.push_str("\n## Targets\n\n| target | value | required | met |\n|---|---:|---|---|\n");
         for c in &self.checks {
-            let _ = writeln!(s, "| {} | {} | {} | {} |", c.name, c.value, c.target, if c.met { "yes" } else { "**no**" });
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                c.name,
+                c.value,
+                c.target,
+                if c.met { "yes" } else { "**no**" }
+            );
         }
         let _ = writeln!(s, "\ntargets met: {}/{}", self.met(), self.checks.len());
         s
     }
-
 }
 
 fn push_check(checks: &mut Vec<Check>, name: &str, value: String, target: &str, met: bool) {
@@ -77,7 +83,11 @@ fn read_csv(path: &Path) -> Result<Vec<BTreeMap<String, String>>, Error> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| data_err(path, e))?;
     let mut rows = Vec::new();
     for (i, rec) in reader.deserialize::<BTreeMap<String, String>>().enumerate() {
-        rows.push(rec.map_err(|e| Error::WorkloadLine { path: path.to_owned(), line: i + 2, reason: e.to_string() })?);
+        rows.push(rec.map_err(|e| Error::WorkloadLine {
+            path: path.to_owned(),
+            line: i + 2,
+            reason: e.to_string(),
+        })?);
     }
     Ok(rows)
 }
@@ -180,12 +190,22 @@ fn vidur_points(data: &Path) -> Result<Vec<VidurPoint>, Error> {
             if !(128..=2048).contains(&(chunk + kv)) {
                 continue;
             }
-            (format!("prefill {chunk} tok, ctx {kv}"), prefill_work(chunk, kv), chunk, field(p, &row, "attn_prefill_median_ms")?)
+            (
+                format!("prefill {chunk} tok, ctx {kv}"),
+                prefill_work(chunk, kv),
+                chunk,
+                field(p, &row, "attn_prefill_median_ms")?,
+            )
         } else {
             if batch > 64 || !(128..=2048).contains(&kv) {
                 continue;
             }
-            (format!("decode batch {batch}, ctx {kv}"), decode_work(batch, kv), batch, field(p, &row, "attn_decode_median_ms")?)
+            (
+                format!("decode batch {batch}, ctx {kv}"),
+                decode_work(batch, kv),
+                batch,
+                field(p, &row, "attn_decode_median_ms")?,
+            )
         };
         let Some(lin) = mlp.get(&tokens) else { continue };
         points.push(VidurPoint { label, work, truth_ms: lin + attn + save });
@@ -234,11 +254,19 @@ fn vidur_section(data: &Path, refit: bool, report: &mut Report) -> Result<(), Er
     for p in &points {
         let ours = layer_ms(&timing, &model, &gpu, &p.work);
         pairs.push((p.truth_ms, ours));
-        let _ = writeln!(s, "| {} | {:.4} | {:.4} | {:+.1}% |", p.label, p.truth_ms, ours, (ours / p.truth_ms - 1.0) * 100.0);
+        let _ = writeln!(
+            s,
+            "| {} | {:.4} | {:.4} | {:+.1}% |",
+            p.label,
+            p.truth_ms,
+            ours,
+            (ours / p.truth_ms - 1.0) * 100.0
+        );
     }
     let err = mape(&pairs);
     let _ = writeln!(s, "\nMAPE over {} points: {err:.2}%.\n", pairs.len());
-    push_check(&mut report.checks, 
+    push_check(
+        &mut report.checks,
         "iteration latency vs Vidur A100 Llama-3-8B (batch 1–64, context 128–2048)",
         format!("MAPE {err:.2}%"),
         "MAPE ≤ 5%",
@@ -274,22 +302,48 @@ fn vidur_section(data: &Path, refit: bool, report: &mut Report) -> Result<(), Er
     );
 
     if refit {
-        let mlp = vidur_mlp(&data.join("vidur/profiling/compute/a100/meta-llama/Meta-Llama-3-8B/mlp.csv"), 1)?;
+        let mlp =
+            vidur_mlp(&data.join("vidur/profiling/compute/a100/meta-llama/Meta-Llama-3-8B/mlp.csv"), 1)?;
         let mut objective = |x: &[f64]| {
             let (mut g, mut t) = (gpu.clone(), timing.clone());
             set_efficiency(&mut g, &mut t, x);
             let mut pairs: Vec<(f64, f64)> =
                 points.iter().map(|p| (p.truth_ms, layer_ms(&t, &model, &g, &p.work))).collect();
-            pairs.extend(mlp.iter().filter(|(n, _)| (1..=4096).contains(*n)).map(|(&n, &v)| (v, linear_ms(&t, &model, &g, n))));
+            pairs.extend(
+                mlp.iter()
+                    .filter(|(n, _)| (1..=4096).contains(*n))
+                    .map(|(&n, &v)| (v, linear_ms(&t, &model, &g, n))),
+            );
             mape(&pairs)
         };
         let e = &gpu.efficiency;
-        let x0 = [e.mfu, e.mbu, e.overlap_p, e.attention_efficiency, e.kernel_launch_s * 1e6, timing.kv_write_s_per_token * 1e7];
+        let x0 = [
+            e.mfu,
+            e.mbu,
+            e.overlap_p,
+            e.attention_efficiency,
+            e.kernel_launch_s * 1e6,
+            timing.kv_write_s_per_token * 1e7,
+        ];
         let (x, v) = nelder_mead(&mut objective, &x0, &[0.05, 0.05, 0.5, 0.05, 5.0, 1.0], 4000);
         let (mut g, mut t) = (gpu.clone(), timing.clone());
         set_efficiency(&mut g, &mut t, &x);
-        let fitted = [g.efficiency.mfu, g.efficiency.mbu, g.efficiency.overlap_p, g.efficiency.attention_efficiency, g.efficiency.kernel_launch_s, t.kv_write_s_per_token];
-        let shipped = [e.mfu, e.mbu, e.overlap_p, e.attention_efficiency, e.kernel_launch_s, timing.kv_write_s_per_token];
+        let fitted = [
+            g.efficiency.mfu,
+            g.efficiency.mbu,
+            g.efficiency.overlap_p,
+            g.efficiency.attention_efficiency,
+            g.efficiency.kernel_launch_s,
+            t.kv_write_s_per_token,
+        ];
+        let shipped = [
+            e.mfu,
+            e.mbu,
+            e.overlap_p,
+            e.attention_efficiency,
+            e.kernel_launch_s,
+            timing.kv_write_s_per_token,
+        ];
         let _ = writeln!(s, "Refit on these points plus the linear stack (MAPE {v:.2}%):\n\n| constant | shipped | refit |\n|---|---:|---:|");
         for ((name, a), b) in EFFICIENCY_NAMES.iter().zip(shipped).zip(fitted) {
             let _ = writeln!(s, "| {name} | {a:.4e} | {b:.4e} |");
@@ -305,7 +359,15 @@ fn vidur_section(data: &Path, refit: bool, report: &mut Report) -> Result<(), Er
 
 /// A steady state of continuous batching: `batch` requests decoding at a mean context, with new
 /// prompts prefilled at the rate old requests finish.
-fn steady_iteration(timing: &IterationModel, model: &ModelSpec, gpu: &GpuSpec, freq: Mhz, batch: f64, input: f64, output: f64) -> IterationCost {
+fn steady_iteration(
+    timing: &IterationModel,
+    model: &ModelSpec,
+    gpu: &GpuSpec,
+    freq: Mhz,
+    batch: f64,
+    input: f64,
+    output: f64,
+) -> IterationCost {
     let context = input + output / 2.0;
     let new_per_iter = batch / output;
     let prefill_tokens = new_per_iter * input;
@@ -325,7 +387,15 @@ fn power_of(gpu: &GpuSpec, freq: Mhz, cost: &IterationCost) -> f64 {
 
 /// A static batch of identical requests, iteration by iteration (as the simulated engine runs
 /// it with its default token budget).
-fn static_batch(timing: &IterationModel, model: &ModelSpec, gpu: &GpuSpec, freq: Mhz, batch: u64, input: u64, output: u64) -> Vec<IterationCost> {
+fn static_batch(
+    timing: &IterationModel,
+    model: &ModelSpec,
+    gpu: &GpuSpec,
+    freq: Mhz,
+    batch: u64,
+    input: u64,
+    output: u64,
+) -> Vec<IterationCost> {
     const BUDGET: u64 = 8192;
     let mut out = Vec::new();
     let mut done = vec![0u64; batch as usize];
@@ -362,7 +432,8 @@ fn trace_energy(gpu: &GpuSpec, freq: Mhz, trace: &[IterationCost]) -> (f64, f64)
     trace.iter().fold((0.0, 0.0), |(e, t), c| (e + power_of(gpu, freq, c) * c.time_s, t + c.time_s))
 }
 
-const POWER_NAMES: [&str; 7] = ["idle_power_w", "active_w", "mem_w", "core_w", "sm_floor", "v_min_rel", "v_knee_mhz"];
+const POWER_NAMES: [&str; 7] =
+    ["idle_power_w", "active_w", "mem_w", "core_w", "sm_floor", "v_min_rel", "v_knee_mhz"];
 const POWER_STEPS: [f64; 7] = [10.0, 30.0, 30.0, 50.0, 0.1, 0.05, 50.0];
 
 fn power_vector(gpu: &GpuSpec) -> [f64; 7] {
@@ -409,7 +480,10 @@ fn fit_power(gpu: &GpuSpec, free: [bool; 7], objective: &mut dyn FnMut(&GpuSpec)
 }
 
 fn power_table(s: &mut String, shipped: &GpuSpec, fitted: &GpuSpec, fit_mape: f64) {
-    let _ = writeln!(s, "Refit of the power model (MAPE {fit_mape:.2}%):\n\n| constant | shipped | refit |\n|---|---:|---:|");
+    let _ = writeln!(
+        s,
+        "Refit of the power model (MAPE {fit_mape:.2}%):\n\n| constant | shipped | refit |\n|---|---:|---:|"
+    );
     for ((name, a), b) in POWER_NAMES.iter().zip(power_vector(shipped)).zip(power_vector(fitted)) {
         let _ = writeln!(s, "| {name} | {a:.3} | {b:.3} |");
     }
@@ -462,11 +536,19 @@ fn mlenergy_v3_section(data: &Path, refit: bool, report: &mut Report) -> Result<
     let itl_mape = |input: f64| {
         let pairs: Vec<(f64, f64)> = rows
             .iter()
-            .map(|r| (r.itl_ms, steady_iteration(&timing, &model, &gpu, fmax, r.batch, input, r.output).time_s * 1e3))
+            .map(|r| {
+                (
+                    r.itl_ms,
+                    steady_iteration(&timing, &model, &gpu, fmax, r.batch, input, r.output).time_s * 1e3,
+                )
+            })
             .collect();
         mape(&pairs)
     };
-    let input = (1..=40).map(|i| f64::from(i) * 50.0).min_by(|a, b| itl_mape(*a).total_cmp(&itl_mape(*b))).unwrap_or(500.0);
+    let input = (1..=40)
+        .map(|i| f64::from(i) * 50.0)
+        .min_by(|a, b| itl_mape(*a).total_cmp(&itl_mape(*b)))
+        .unwrap_or(500.0);
     let s = &mut report.text;
     let _ = writeln!(
         s,
@@ -499,7 +581,13 @@ fn mlenergy_v3_section(data: &Path, refit: bool, report: &mut Report) -> Result<
     }
     let err = mape(&pairs);
     let _ = writeln!(s, "\nPower MAPE over {} points: {err:.2}%.\n", pairs.len());
-    push_check(&mut report.checks, "power vs ML.ENERGY v3 H100 Llama-3.1-8B batch sweep", format!("MAPE {err:.2}%"), "MAPE ≤ 8%", err <= 8.0);
+    push_check(
+        &mut report.checks,
+        "power vs ML.ENERGY v3 H100 Llama-3.1-8B batch sweep",
+        format!("MAPE {err:.2}%"),
+        "MAPE ≤ 8%",
+        err <= 8.0,
+    );
     if refit {
         // Efficiencies and prompt length that best explain the latencies.
         let mut itl_objective = |x: &[f64]| {
@@ -508,24 +596,35 @@ fn mlenergy_v3_section(data: &Path, refit: bool, report: &mut Report) -> Result<
             g.efficiency.mfu = x[2].clamp(0.05, 1.0);
             let pairs: Vec<(f64, f64)> = rows
                 .iter()
-                .map(|r| (r.itl_ms, steady_iteration(&timing, &model, &g, fmax, r.batch, x[0].max(1.0) * 100.0, r.output).time_s * 1e3))
+                .map(|r| {
+                    (
+                        r.itl_ms,
+                        steady_iteration(&timing, &model, &g, fmax, r.batch, x[0].max(1.0) * 100.0, r.output)
+                            .time_s
+                            * 1e3,
+                    )
+                })
                 .collect();
             mape(&pairs)
         };
         let e = &gpu.efficiency;
-        let (x, v) = nelder_mead(&mut itl_objective, &[input / 100.0, e.mbu, e.mfu], &[1.0, 0.05, 0.05], 2000);
+        let (x, v) =
+            nelder_mead(&mut itl_objective, &[input / 100.0, e.mbu, e.mfu], &[1.0, 0.05, 0.05], 2000);
         let _ = writeln!(
             s,
             "Refit of the H100 efficiencies to the latencies (ITL MAPE {v:.2}%): mean prompt {:.0} tokens, mbu {:.3} (shipped {:.3}), mfu {:.3} (shipped {:.3}).\n",
             x[0] * 100.0, x[1], e.mbu, x[2], e.mfu
         );
-        let costs: Vec<IterationCost> =
-            rows.iter().map(|r| steady_iteration(&timing, &model, &gpu, fmax, r.batch, input, r.output)).collect();
+        let costs: Vec<IterationCost> = rows
+            .iter()
+            .map(|r| steady_iteration(&timing, &model, &gpu, fmax, r.batch, input, r.output))
+            .collect();
         // One clock only: the sweep cannot separate idle, memory or voltage-curve terms, so only
         // the busy-power terms are fitted.
         let free = [false, true, false, true, true, false, false];
         let (g, v) = fit_power(&gpu, free, &mut |g| {
-            let pairs: Vec<(f64, f64)> = rows.iter().zip(&costs).map(|(r, c)| (r.power_w, power_of(g, fmax, c))).collect();
+            let pairs: Vec<(f64, f64)> =
+                rows.iter().zip(&costs).map(|(r, c)| (r.power_w, power_of(g, fmax, c))).collect();
             mape(&pairs)
         });
         power_table(s, &gpu, &g, v);
@@ -568,7 +667,8 @@ fn energyllm_section(data: &Path, refit: bool, report: &mut Report) -> Result<()
     let grid = energyllm_grid(data)?;
     const INPUT: u64 = ENERGYLLM_INPUT;
     let output = ENERGYLLM_OUTPUT;
-    let one = grid.iter().find(|g| g.batch == 1 && g.freq == Mhz(1410)).map(|g| g.latency_s).unwrap_or(f64::NAN);
+    let one =
+        grid.iter().find(|g| g.batch == 1 && g.freq == Mhz(1410)).map(|g| g.latency_s).unwrap_or(f64::NAN);
     let traces: Vec<Vec<IterationCost>> =
         grid.iter().map(|g| static_batch(&timing, &model, &gpu, g.freq, g.batch, INPUT, output)).collect();
     let s = &mut report.text;
@@ -586,7 +686,16 @@ fn energyllm_section(data: &Path, refit: bool, report: &mut Report) -> Result<()
         lat_pairs.push((g.latency_s, time));
         pow_pairs.push((g.power_w, e / time));
         if [705, 1005, 1410].contains(&g.freq.0) {
-            let _ = writeln!(s, "| {} | {} | {:.2} | {:.2} | {:.0} | {:.0} |", g.freq.0, g.batch, g.latency_s, time, g.power_w, e / time);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.2} | {:.2} | {:.0} | {:.0} |",
+                g.freq.0,
+                g.batch,
+                g.latency_s,
+                time,
+                g.power_w,
+                e / time
+            );
         }
     }
     let _ = writeln!(
@@ -663,7 +772,8 @@ impl DvfsRun {
     }
 
     fn evaluate(&self, gpu: &GpuSpec) -> DvfsResult {
-        let runs: Vec<(f64, f64)> = self.clocks.iter().zip(&self.traces).map(|(&f, t)| trace_energy(gpu, f, t)).collect();
+        let runs: Vec<(f64, f64)> =
+            self.clocks.iter().zip(&self.traces).map(|(&f, t)| trace_energy(gpu, f, t)).collect();
         let (e_top, t_top) = runs[runs.len() - 1];
         let best = (0..runs.len()).min_by(|&a, &b| runs[a].0.total_cmp(&runs[b].0)).unwrap_or(runs.len() - 1);
         DvfsResult {
@@ -679,7 +789,10 @@ fn dvfs_record(data: &Path) -> Result<DvfsRecord, Error> {
     let path = data.join("ai-inference-energy-summary/edp_optimization_results.json");
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     let records: Vec<DvfsRecord> = serde_json::from_str(&text).map_err(|e| data_err(&path, e))?;
-    records.into_iter().find(|r| r.gpu == "A100" && r.workload == "llama").ok_or_else(|| data_err(&path, "no A100 llama record"))
+    records
+        .into_iter()
+        .find(|r| r.gpu == "A100" && r.workload == "llama")
+        .ok_or_else(|| data_err(&path, "no A100 llama record"))
 }
 
 fn dvfs_section(data: &Path, report: &mut Report) -> Result<(), Error> {
@@ -712,7 +825,13 @@ fn dvfs_section(data: &Path, report: &mut Report) -> Result<(), Error> {
         r.saving_pct,
         r.slowdown_pct
     );
-    push_check(&mut report.checks, "A100 decode-heavy LLaMA energy-optimal clock", format!("{} MHz", r.best.0), "750–870 MHz", (750..=870).contains(&r.best.0));
+    push_check(
+        &mut report.checks,
+        "A100 decode-heavy LLaMA energy-optimal clock",
+        format!("{} MHz", r.best.0),
+        "750–870 MHz",
+        (750..=870).contains(&r.best.0),
+    );
     push_check(
         &mut report.checks,
         "saving at the optimum vs 1410 MHz",
@@ -720,7 +839,13 @@ fn dvfs_section(data: &Path, report: &mut Report) -> Result<(), Error> {
         &format!("within 5 points of {:.0}%", rec.energy_savings_edp_percent),
         (r.saving_pct - rec.energy_savings_edp_percent).abs() <= 5.0,
     );
-    push_check(&mut report.checks, "slowdown at the optimum", format!("{:+.1}%", r.slowdown_pct), "under 5%", r.slowdown_pct < 5.0);
+    push_check(
+        &mut report.checks,
+        "slowdown at the optimum",
+        format!("{:+.1}%", r.slowdown_pct),
+        "under 5%",
+        r.slowdown_pct < 5.0,
+    );
     Ok(())
 }
 
@@ -731,8 +856,10 @@ fn a100_joint_refit(data: &Path, report: &mut Report) -> Result<(), Error> {
     let grid_model = ModelSpec::builtin("llama-3.1-8b")?;
     let timing = IterationModel::default();
     let grid = energyllm_grid(data)?;
-    let traces: Vec<Vec<IterationCost>> =
-        grid.iter().map(|g| static_batch(&timing, &grid_model, &gpu, g.freq, g.batch, ENERGYLLM_INPUT, ENERGYLLM_OUTPUT)).collect();
+    let traces: Vec<Vec<IterationCost>> = grid
+        .iter()
+        .map(|g| static_batch(&timing, &grid_model, &gpu, g.freq, g.batch, ENERGYLLM_INPUT, ENERGYLLM_OUTPUT))
+        .collect();
     let rec = dvfs_record(data)?;
     let run = DvfsRun::new(data, &gpu, &ModelSpec::builtin("llama-2-7b")?)?;
     let grid_mape = |g: &GpuSpec| {
@@ -748,7 +875,9 @@ fn a100_joint_refit(data: &Path, report: &mut Report) -> Result<(), Error> {
     };
     let (fitted, v) = fit_power(&gpu, [true; 7], &mut |g| {
         let r = run.evaluate(g);
-        grid_mape(g) + (r.top_power_w / run.v1_power_w - 1.0).abs() * 100.0 + (r.saving_pct - rec.energy_savings_edp_percent).abs()
+        grid_mape(g)
+            + (r.top_power_w / run.v1_power_w - 1.0).abs() * 100.0
+            + (r.saving_pct - rec.energy_savings_edp_percent).abs()
     });
     let r = run.evaluate(&fitted);
     let s = &mut report.text;
@@ -792,7 +921,10 @@ pub fn calibrate(data: &Path, refit: bool) -> Result<Report, Error> {
     if !data.is_dir() {
         return Err(Error::Io {
             path: PathBuf::from(data),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "calibration data directory not found; pass --data DIR"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "calibration data directory not found; pass --data DIR",
+            ),
         });
     }
     let mut report = Report { text: "# Simulator calibration report\n\n".into(), checks: Vec::new() };

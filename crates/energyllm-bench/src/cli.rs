@@ -215,11 +215,15 @@ pub fn experiments(args: &EvalArgs) -> Vec<(String, EvalArgs)> {
         out.push(("main".to_owned(), base.clone()));
     }
     if matches!(table, Table::CrossModel | Table::All) {
-        out.push(("cross-model-qwen2.5-7b".to_owned(), EvalArgs { model: "qwen2.5-7b".into(), ..base.clone() }));
+        out.push((
+            "cross-model-qwen2.5-7b".to_owned(),
+            EvalArgs { model: "qwen2.5-7b".into(), ..base.clone() },
+        ));
         out.push(("cross-model-h100".to_owned(), EvalArgs { gpu: "h100".into(), ..base.clone() }));
     }
     if matches!(table, Table::Long | Table::All) {
-        let mut long = EvalArgs { runs: 1, duration: if args.quick { 300.0 } else { 1800.0 }, ..base.clone() };
+        let mut long =
+            EvalArgs { runs: 1, duration: if args.quick { 300.0 } else { 1800.0 }, ..base.clone() };
         let names: Vec<String> = if long.policies.is_empty() {
             DEFAULT_POLICIES.iter().map(|s| (*s).to_owned()).collect()
         } else {

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use energyllm_core::{
-    Command, Controller, ControllerConfig, ControllerStats, Event, Observation, Policy, Request, RequestRecord,
-    RequestStatus, RunTotals, Telemetry, Timestamp,
+    Command, Controller, ControllerConfig, ControllerStats, Event, Observation, Policy, Request,
+    RequestRecord, RequestStatus, RunTotals, Telemetry, Timestamp,
 };
 use energyllm_engines::{EngineEvent, ModelSpec, SimEngine, SimEngineConfig, SimEngineStats};
 use energyllm_hw::{GpuSpec, SimGpu};
@@ -43,8 +43,14 @@ impl SimSetup {
     /// space is [`action_space_for`] the GPU.
     pub fn builtin(gpu: &str, model: &str) -> Result<Self, Error> {
         let gpu = GpuSpec::builtin(gpu)?;
-        let controller = ControllerConfig { action_space: action_space_for(&gpu), ..ControllerConfig::default() };
-        Ok(SimSetup { model: ModelSpec::builtin(model)?, engine: SimEngineConfig::default(), controller, gpu })
+        let controller =
+            ControllerConfig { action_space: action_space_for(&gpu), ..ControllerConfig::default() };
+        Ok(SimSetup {
+            model: ModelSpec::builtin(model)?,
+            engine: SimEngineConfig::default(),
+            controller,
+            gpu,
+        })
     }
 }
 

@@ -77,9 +77,13 @@ impl EvalSettings {
     /// The requests of run `i`.
     pub fn requests(&self, i: u32) -> Result<Vec<energyllm_core::Request>, Error> {
         match &self.workload {
-            WorkloadSource::Sampled(pattern) => {
-                sample_requests(&self.dataset, pattern, self.arrival_rate_rps, self.duration_s, self.run_seed(i))
-            }
+            WorkloadSource::Sampled(pattern) => sample_requests(
+                &self.dataset,
+                pattern,
+                self.arrival_rate_rps,
+                self.duration_s,
+                self.run_seed(i),
+            ),
             WorkloadSource::Replay { replay, draw_lengths } => {
                 replay.requests(draw_lengths.then_some(&self.dataset), self.run_seed(i))
             }
@@ -112,7 +116,8 @@ impl EvalSettings {
 
     fn build_policy(&self, spec: &PluginSpec, seed: u64) -> Result<Box<dyn Policy>, Error> {
         let plugin = find::<PolicyPlugin>(&spec.name)?;
-        let mut ctx = PolicyContext::new(self.setup.controller.action_space.clone(), self.setup.controller.slo, seed);
+        let mut ctx =
+            PolicyContext::new(self.setup.controller.action_space.clone(), self.setup.controller.slo, seed);
         ctx.perf_model = Some(self.setup.perf_model());
         Ok((plugin.build)(&spec.config, &ctx)?)
     }
@@ -128,7 +133,9 @@ fn clairvoyant_config(spec: &PluginSpec) -> Result<ClairvoyantConfig, Error> {
         let bad = || Error::Setting(format!("clairvoyant: `{key}` needs a positive number, got {value}"));
         match key.as_str() {
             "window_s" => config.window_s = value.as_f64().filter(|v| *v > 0.0).ok_or_else(bad)?,
-            "clock_stride" => config.clock_stride = value.as_u64().filter(|v| *v > 0).ok_or_else(bad)? as usize,
+            "clock_stride" => {
+                config.clock_stride = value.as_u64().filter(|v| *v > 0).ok_or_else(bad)? as usize
+            }
             _ => {
                 return Err(Error::Setting(format!(
                     "clairvoyant takes window_s and clock_stride; unknown parameter `{key}`"

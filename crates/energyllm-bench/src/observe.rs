@@ -11,9 +11,10 @@
 
 use std::fmt::Write as _;
 
-use energyllm_core::{Action, BatchingMode, Mhz, Observation, Policy, Request, RequestId, RunSummary, Timestamp};
+use energyllm_core::{
+    Action, BatchingMode, Mhz, Observation, Policy, Request, RequestId, RunSummary, Timestamp,
+};
 use energyllm_engines::{IterationCost, IterationWork};
-
 
 use crate::driver::{simulate, SimSetup};
 use crate::Error;
@@ -72,7 +73,8 @@ pub fn coupling_table(setup: &SimSetup) -> String {
     s.push_str("\n|---:|");
     s.push_str(&"---:|---:|".repeat(batches.len()));
     s.push('\n');
-    let base: Vec<(f64, f64)> = batches.iter().map(|&b| static_batch(setup, fmax, b, input, output)).collect();
+    let base: Vec<(f64, f64)> =
+        batches.iter().map(|&b| static_batch(setup, fmax, b, input, output)).collect();
     for f in clocks {
         let _ = write!(s, "| {} |", f.0);
         for (i, &b) in batches.iter().enumerate() {
@@ -91,7 +93,9 @@ pub fn length_table(setup: &SimSetup) -> String {
         "### 2. Short vs long requests ({} MHz, batch 8)\n\n| request | prompt | answer | latency (s) | J/request |\n|---|---:|---:|---:|---:|\n",
         fmax.0
     );
-    for (label, input, output) in [("short", 50, 50), ("short", 100, 100), ("long", 500, 500), ("long", 1000, 800)] {
+    for (label, input, output) in
+        [("short", 50, 50), ("short", 100, 100), ("long", 500, 500), ("long", 1000, 800)]
+    {
         let (t, e) = static_batch(setup, fmax, 8, input, output);
         let _ = writeln!(s, "| {label} | {input} | {output} | {t:.2} | {e:.0} |");
     }
@@ -157,4 +161,3 @@ pub fn switch_table(setup: &SimSetup) -> Result<String, Error> {
 pub fn observations(setup: &SimSetup) -> Result<String, Error> {
     Ok(format!("{}\n{}\n{}", coupling_table(setup), length_table(setup), switch_table(setup)?))
 }
-

@@ -5,7 +5,12 @@
 
 /// Minimises `f` from `x0` with initial steps `step`; returns the best point and its value.
 /// Deterministic: the same inputs give the same result.
-pub fn nelder_mead(f: &mut dyn FnMut(&[f64]) -> f64, x0: &[f64], step: &[f64], max_evals: usize) -> (Vec<f64>, f64) {
+pub fn nelder_mead(
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    x0: &[f64],
+    step: &[f64],
+    max_evals: usize,
+) -> (Vec<f64>, f64) {
     let n = x0.len();
     let mut simplex: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n + 1);
     let mut evals = 0;
@@ -31,8 +36,11 @@ pub fn nelder_mead(f: &mut dyn FnMut(&[f64]) -> f64, x0: &[f64], step: &[f64], m
         if (worst - best).abs() <= 1e-12 * (1.0 + best.abs()) {
             break;
         }
-        let centroid: Vec<f64> = (0..n).map(|j| simplex[..n].iter().map(|p| p.0[j]).sum::<f64>() / n as f64).collect();
-        let along = |t: f64| -> Vec<f64> { (0..n).map(|j| centroid[j] + t * (simplex[n].0[j] - centroid[j])).collect() };
+        let centroid: Vec<f64> =
+            (0..n).map(|j| simplex[..n].iter().map(|p| p.0[j]).sum::<f64>() / n as f64).collect();
+        let along = |t: f64| -> Vec<f64> {
+            (0..n).map(|j| centroid[j] + t * (simplex[n].0[j] - centroid[j])).collect()
+        };
         let reflected = along(-1.0);
         let fr = eval(&reflected, &mut evals);
         if fr < simplex[0].1 {

@@ -13,8 +13,8 @@ use crate::eval::MethodResult;
 use crate::report::{is_reference, mean_ci95};
 
 const PALETTE: [&str; 14] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-    "#1b9e77", "#d95f02", "#7570b3", "#e7298a",
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+    "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a",
 ];
 
 fn escape(s: &str) -> String {
@@ -45,7 +45,8 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let span = (hi - lo).abs().max(1e-12);
     let raw = span / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| span / s <= 6.0).unwrap_or(10.0 * mag);
+    let step =
+        [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| span / s <= 6.0).unwrap_or(10.0 * mag);
     let mut t = (lo / step).ceil() * step;
     let mut out = Vec::new();
     while t <= hi + step * 1e-9 {
@@ -57,7 +58,9 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
 
 /// Padded range of `values` (a unit range around a single value).
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -78,7 +81,11 @@ fn open(svg: &mut String, width: f64, height: f64, title: &str) {
 
 fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
     let (x0, x1, y0, y1) = (f.left, f.left + f.width, f.top, f.top + f.height);
-    let _ = writeln!(svg, "<rect x=\"{x0}\" y=\"{y0}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>", f.width, f.height);
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{x0}\" y=\"{y0}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>",
+        f.width, f.height
+    );
     for t in ticks(f.x.0, f.x.1) {
         let x = f.px(t);
         let _ = writeln!(
@@ -126,7 +133,9 @@ fn fmt_tick(t: f64) -> String {
 /// Energy per request against SLO attainment, one point per method (means over runs, with 95%
 /// intervals as whiskers): down and to the right is better.
 pub fn pareto_svg(results: &[MethodResult]) -> String {
-    let pts: Vec<(&str, (f64, f64), (f64, f64))> = results
+    // (method, SLO attainment mean ± CI, energy per request mean ± CI)
+    type Point<'a> = (&'a str, (f64, f64), (f64, f64));
+    let pts: Vec<Point> = results
         .iter()
         .map(|m| {
             let slo = mean_ci95(&m.runs.iter().map(|r| r.slo_attainment_pct).collect::<Vec<_>>());
@@ -157,7 +166,11 @@ pub fn pareto_svg(results: &[MethodResult]) -> String {
             );
         }
         let shape = if is_reference(name) {
-            format!("<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{color}\"/>", x - 5.0, y - 5.0)
+            format!(
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{color}\"/>",
+                x - 5.0,
+                y - 5.0
+            )
         } else {
             format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"{color}\"/>")
         };
@@ -175,14 +188,20 @@ pub fn pareto_svg(results: &[MethodResult]) -> String {
 
 /// Mean energy per request for each method, as bars with 95% interval whiskers.
 pub fn energy_bars_svg(results: &[MethodResult]) -> String {
-    let stats: Vec<(f64, f64)> =
-        results.iter().map(|m| mean_ci95(&m.runs.iter().map(|r| r.energy_per_request_j).collect::<Vec<_>>())).collect();
+    let stats: Vec<(f64, f64)> = results
+        .iter()
+        .map(|m| mean_ci95(&m.runs.iter().map(|r| r.energy_per_request_j).collect::<Vec<_>>()))
+        .collect();
     let top = stats.iter().map(|s| s.0 + s.1.max(0.0)).fold(0.0, f64::max).max(1e-9) * 1.1;
     let n = results.len().max(1) as f64;
     let f = Frame { x: (0.0, n), y: (0.0, top), left: 80.0, top: 40.0, width: 60.0 * n, height: 320.0 };
     let mut svg = String::new();
     open(&mut svg, 140.0 + 60.0 * n, 520.0, "GPU energy per request by method (mean ± 95% CI)");
-    let _ = writeln!(svg, "<rect x=\"80\" y=\"40\" width=\"{}\" height=\"320\" fill=\"none\" stroke=\"#333\"/>", f.width);
+    let _ = writeln!(
+        svg,
+        "<rect x=\"80\" y=\"40\" width=\"{}\" height=\"320\" fill=\"none\" stroke=\"#333\"/>",
+        f.width
+    );
     for t in ticks(0.0, top) {
         let y = f.py(t);
         let _ = writeln!(
@@ -193,7 +212,10 @@ pub fn energy_bars_svg(results: &[MethodResult]) -> String {
             fmt_tick(t)
         );
     }
-    let _ = writeln!(svg, "<text transform=\"translate(28,200) rotate(-90)\" text-anchor=\"middle\">J per request</text>");
+    let _ = writeln!(
+        svg,
+        "<text transform=\"translate(28,200) rotate(-90)\" text-anchor=\"middle\">J per request</text>"
+    );
     for (i, (m, (mean, ci))) in results.iter().zip(&stats).enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let (x0, x1) = (f.px(i as f64 + 0.15), f.px(i as f64 + 0.85));
@@ -235,7 +257,12 @@ pub fn timeline_svg(method: &str, timeline: &[TimelinePoint]) -> String {
     ];
     let t_end = timeline.last().map_or(1.0, |p| p.time_s).max(1e-9);
     let mut svg = String::new();
-    open(&mut svg, 820.0, 40.0 + 150.0 * panels.len() as f64 + 30.0, &format!("Timeline of one run: {method}"));
+    open(
+        &mut svg,
+        820.0,
+        40.0 + 150.0 * panels.len() as f64 + 30.0,
+        &format!("Timeline of one run: {method}"),
+    );
     for (k, (label, get)) in panels.iter().enumerate() {
         let f = Frame {
             x: (0.0, t_end),
@@ -261,7 +288,8 @@ pub fn timeline_svg(method: &str, timeline: &[TimelinePoint]) -> String {
             }
             prev = Some(y);
         }
-        let _ = writeln!(svg, "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>", PALETTE[k]);
+        let _ =
+            writeln!(svg, "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>", PALETTE[k]);
     }
     svg.push_str("</svg>\n");
     svg
@@ -283,7 +311,14 @@ mod tests {
 
     #[test]
     fn a_timeline_has_one_path_per_panel() {
-        let p = |t: f64, f: u32| TimelinePoint { time_s: t, freq_mhz: f, batch_cap: 8, queue_len: 2, running: 1, power_w: 150.0 };
+        let p = |t: f64, f: u32| TimelinePoint {
+            time_s: t,
+            freq_mhz: f,
+            batch_cap: 8,
+            queue_len: 2,
+            running: 1,
+            power_w: 150.0,
+        };
         let svg = timeline_svg("x<y", &[p(0.0, 1410), p(1.0, 810), p(2.0, 1005)]);
         assert_eq!(svg.matches("<path").count(), 4);
         assert!(svg.contains("x&lt;y") && svg.ends_with("</svg>\n"));

@@ -58,8 +58,10 @@ pub fn clairvoyant(
     if clocks.last() != Some(&space.max_freq()) {
         clocks.push(space.max_freq());
     }
-    let candidates: Vec<Action> =
-        clocks.iter().flat_map(|&freq| space.batches().iter().map(move |&batch| Action { freq, batch })).collect();
+    let candidates: Vec<Action> = clocks
+        .iter()
+        .flat_map(|&freq| space.batches().iter().map(move |&batch| Action { freq, batch }))
+        .collect();
     let slo = setup.controller.slo;
     let windows = (arrivals_end_s / config.window_s).ceil().max(1.0) as usize;
     let mut chosen: Vec<Action> = Vec::with_capacity(windows);

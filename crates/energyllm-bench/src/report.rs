@@ -47,8 +47,9 @@ runs ± the 95% confidence half-width; the best deployable method per column is 
 /// Student-t quantile t(0.975, df) for a two-sided 95% confidence interval of a mean.
 fn t975(df: usize) -> f64 {
     const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042,
     ];
     match df {
         0 => f64::NAN,
@@ -85,7 +86,12 @@ const COLUMNS: [Column; 7] = [
     Column { header: "Latency(s)↓", higher_is_better: false, decimals: 2, get: |s| s.mean_latency_s },
     Column { header: "P99(s)↓", higher_is_better: false, decimals: 2, get: |s| s.p99_latency_s },
     Column { header: "Throughput↑", higher_is_better: true, decimals: 3, get: |s| s.throughput_rps },
-    Column { header: "Board energy(J)", higher_is_better: false, decimals: 1, get: |s| s.total_energy_per_request_j },
+    Column {
+        header: "Board energy(J)",
+        higher_is_better: false,
+        decimals: 1,
+        get: |s| s.total_energy_per_request_j,
+    },
 ];
 
 /// Whether a method is a reference row (not deployable): shown in italics, never marked best.
@@ -98,12 +104,7 @@ pub fn is_reference(method: &str) -> bool {
 pub fn markdown_table_ci(results: &[MethodResult]) -> String {
     let stats: Vec<Vec<(f64, f64)>> = results
         .iter()
-        .map(|m| {
-            COLUMNS
-                .iter()
-                .map(|c| mean_ci95(&m.runs.iter().map(c.get).collect::<Vec<_>>()))
-                .collect()
-        })
+        .map(|m| COLUMNS.iter().map(|c| mean_ci95(&m.runs.iter().map(c.get).collect::<Vec<_>>())).collect())
         .collect();
     let best: Vec<Option<f64>> = (0..COLUMNS.len())
         .map(|j| {
@@ -125,7 +126,8 @@ pub fn markdown_table_ci(results: &[MethodResult]) -> String {
     s.push('\n');
     for (m, st) in results.iter().zip(&stats) {
         let reference = is_reference(&m.summary.method);
-        let name = if reference { format!("*{} (reference)*", m.summary.method) } else { m.summary.method.clone() };
+        let name =
+            if reference { format!("*{} (reference)*", m.summary.method) } else { m.summary.method.clone() };
         let _ = write!(s, "| {name} |");
         for (j, c) in COLUMNS.iter().enumerate() {
             let (mean, ci) = st[j];
@@ -156,7 +158,9 @@ pub fn headline(results: &[MethodResult]) -> String {
         slo_pct: f64,
         energy_j: f64,
     }
-    let mean = |m: &MethodResult, get: fn(&RunSummary) -> f64| mean_ci95(&m.runs.iter().map(get).collect::<Vec<_>>()).0;
+    let mean = |m: &MethodResult, get: fn(&RunSummary) -> f64| {
+        mean_ci95(&m.runs.iter().map(get).collect::<Vec<_>>()).0
+    };
     let rows: Vec<Row> = results
         .iter()
         .map(|m| Row {
@@ -183,7 +187,10 @@ pub fn headline(results: &[MethodResult]) -> String {
         );
     }
     line.push(')');
-    let next = deployable.iter().filter(|r| r.method != best.method).max_by(|a, b| a.efficiency.total_cmp(&b.efficiency));
+    let next = deployable
+        .iter()
+        .filter(|r| r.method != best.method)
+        .max_by(|a, b| a.efficiency.total_cmp(&b.efficiency));
     if let Some(second) = next {
         let _ = write!(
             line,
@@ -245,7 +252,10 @@ pub fn write_outputs(
         .max_by(|a, b| a.summary.efficiency.total_cmp(&b.summary.efficiency))
     {
         if let Some(run) = m.details.first() {
-            write_file(&dir.join("timeline.svg"), crate::plots::timeline_svg(&m.summary.method, &run.timeline).as_bytes())?;
+            write_file(
+                &dir.join("timeline.svg"),
+                crate::plots::timeline_svg(&m.summary.method, &run.timeline).as_bytes(),
+            )?;
         }
     }
     write_json(&dir.join("summary.json"), &summaries)?;

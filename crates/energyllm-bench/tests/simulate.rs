@@ -106,9 +106,14 @@ fn report_formats() {
     insta::assert_snapshot!("energy_svg", energyllm_bench::plots::energy_bars_svg(&results));
     let dir = tempfile::tempdir().unwrap();
     energyllm_bench::report::write_outputs(dir.path(), &s, &results, &text).unwrap();
-    let header = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap().lines().next().unwrap().to_owned();
-    insta::assert_snapshot!("csv_headers", format!("{}\n{}\n{}", header("summary.csv"), header("runs.csv"), header("requests.csv")));
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("meta.json")).unwrap()).unwrap();
+    let header =
+        |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap().lines().next().unwrap().to_owned();
+    insta::assert_snapshot!(
+        "csv_headers",
+        format!("{}\n{}\n{}", header("summary.csv"), header("runs.csv"), header("requests.csv"))
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["seed"], 0);
     assert_eq!(meta["run_seeds"], serde_json::json!([0, 1, 2]));
     assert!(meta["git_revision"].as_str().is_some());

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use energyllm_core::registry::{find, PolicyPlugin};
 use energyllm_core::{
-    Action, ActionSpace, Mhz, Observation, PerfModel, PerfPrediction, PerfQuery, Policy, PolicyContext, Slo, Timestamp,
+    Action, ActionSpace, Mhz, Observation, PerfModel, PerfPrediction, PerfQuery, Policy, PolicyContext, Slo,
+    Timestamp,
 };
 use serde_json::json;
 
@@ -20,7 +21,11 @@ impl PerfModel for ToyPerf {
     }
     fn predict(&self, q: &PerfQuery) -> PerfPrediction {
         let f = f64::from(q.freq.0);
-        let decode = if q.decode_tokens > 0 { 0.015 * (1000.0 / f).max(1.0) + 1e-6 * q.kv_tokens as f64 / 1000.0 } else { 0.0 };
+        let decode = if q.decode_tokens > 0 {
+            0.015 * (1000.0 / f).max(1.0) + 1e-6 * q.kv_tokens as f64 / 1000.0
+        } else {
+            0.0
+        };
         let prefill = f64::from(q.prefill_tokens) * 2e-5 * 1410.0 / f;
         PerfPrediction { latency_s: 0.002 + decode + prefill, power_w: 60.0 + 200.0 * (f / 1410.0).powi(2) }
     }
@@ -63,7 +68,12 @@ fn obs() -> Observation {
 }
 
 fn queued(n: u32, prompt: u64) -> Observation {
-    Observation { queue_len: n, queued_prompt_tokens: u64::from(n) * prompt, queued_expected_output_tokens: f64::from(n) * 200.0, ..obs() }
+    Observation {
+        queue_len: n,
+        queued_prompt_tokens: u64::from(n) * prompt,
+        queued_expected_output_tokens: f64::from(n) * 200.0,
+        ..obs()
+    }
 }
 
 #[test]
@@ -163,8 +173,20 @@ fn look_ahead_policies_refuse_to_build_without_a_performance_model() {
 
 #[test]
 fn unknown_parameters_are_refused_by_name() {
-    for name in ["dvfs-only", "batch-only", "reactive-dvfs", "token-aware", "dynamollm", "throttllem", "voltana", "heuristic"] {
-        let e = (find::<PolicyPlugin>(name).unwrap().build)(&json!({"bogus": 1}), &ctx()).err().unwrap().to_string();
+    for name in [
+        "dvfs-only",
+        "batch-only",
+        "reactive-dvfs",
+        "token-aware",
+        "dynamollm",
+        "throttllem",
+        "voltana",
+        "heuristic",
+    ] {
+        let e = (find::<PolicyPlugin>(name).unwrap().build)(&json!({"bogus": 1}), &ctx())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains(name) && e.contains("bogus"), "{e}");
     }
 }
