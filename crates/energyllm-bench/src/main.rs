@@ -7,6 +7,7 @@ mod cli_hw;
 use energyllm_bench::cli::{list_plugins, run_eval, run_observe, EvalArgs, ObserveArgs};
 use energyllm_bench::cli_dataset::{run_dataset, DatasetCommand};
 use energyllm_bench::cli_models::{run_fit, run_models, run_profile, FitCommand, ModelsCommand, ProfileArgs};
+use energyllm_bench::cli_route::{run_cluster, run_route, ClusterArgs, RouteArgs};
 
 #[derive(Parser)]
 #[command(name = "energyllm", version, about = "Serve LLMs at the least GPU energy that meets latency SLOs")]
@@ -34,6 +35,12 @@ enum Command {
     /// Describe and evaluate model files: `models eval`.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Route a query set over heterogeneous systems at least energy for a quality trade-off ζ
+    /// (Wilkins et al.), exactly, as one assignment or a ζ sweep.
+    Route(RouteArgs),
+    /// Route requests online over several simulated instances, each with its own controller,
+    /// and compare routers (round-robin, least-loaded, energy-slack).
+    Cluster(ClusterArgs),
     /// GPUs and GPU backends on this machine: `hw info`.
     #[command(subcommand)]
     Hw(cli_hw::HwCommand),
@@ -51,6 +58,8 @@ fn main() -> std::process::ExitCode {
         Command::Fit(cmd) => run_fit(&cmd),
         Command::Models(cmd) => run_models(&cmd),
         Command::Hw(cmd) => cli_hw::run_hw(&cmd),
+        Command::Route(args) => run_route(&args),
+        Command::Cluster(args) => run_cluster(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

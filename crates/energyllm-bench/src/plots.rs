@@ -12,36 +12,36 @@ use crate::driver::TimelinePoint;
 use crate::eval::MethodResult;
 use crate::report::{is_reference, mean_ci95};
 
-const PALETTE: [&str; 14] = [
+pub(crate) const PALETTE: [&str; 14] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
     "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a",
 ];
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// A plotting area mapping data coordinates onto the page.
-struct Frame {
-    x: (f64, f64),
-    y: (f64, f64),
-    left: f64,
-    top: f64,
-    width: f64,
-    height: f64,
+pub(crate) struct Frame {
+    pub(crate) x: (f64, f64),
+    pub(crate) y: (f64, f64),
+    pub(crate) left: f64,
+    pub(crate) top: f64,
+    pub(crate) width: f64,
+    pub(crate) height: f64,
 }
 
 impl Frame {
-    fn px(&self, x: f64) -> f64 {
+    pub(crate) fn px(&self, x: f64) -> f64 {
         self.left + (x - self.x.0) / (self.x.1 - self.x.0) * self.width
     }
-    fn py(&self, y: f64) -> f64 {
+    pub(crate) fn py(&self, y: f64) -> f64 {
         self.top + self.height - (y - self.y.0) / (self.y.1 - self.y.0) * self.height
     }
 }
 
 /// Round tick positions covering `[lo, hi]`.
-fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+pub(crate) fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let span = (hi - lo).abs().max(1e-12);
     let raw = span / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
@@ -57,7 +57,7 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// Padded range of `values` (a unit range around a single value).
-fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
@@ -68,7 +68,7 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn open(svg: &mut String, width: f64, height: f64, title: &str) {
+pub(crate) fn open(svg: &mut String, width: f64, height: f64, title: &str) {
     let _ = write!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" \
@@ -79,7 +79,7 @@ fn open(svg: &mut String, width: f64, height: f64, title: &str) {
     );
 }
 
-fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
+pub(crate) fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
     let (x0, x1, y0, y1) = (f.left, f.left + f.width, f.top, f.top + f.height);
     let _ = writeln!(
         svg,

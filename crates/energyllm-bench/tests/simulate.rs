@@ -119,3 +119,32 @@ fn report_formats() {
     assert!(meta["git_revision"].as_str().is_some());
     assert!(dir.path().join("timeline.svg").is_file());
 }
+
+#[test]
+fn the_clairvoyant_reference_is_not_beaten_at_equal_slo_attainment_on_a_tiny_trace() {
+    energyllm_policy::link();
+    let mut s = settings(11);
+    s.runs = 1;
+    s.duration_s = 20.0;
+    s.policies = ["static-high", "dvfs-only", "token-aware", "throttllem", "heuristic", "fixed:freq=1005,batch=16", "clairvoyant:window_s=5"]
+        .iter()
+        .map(|p| PluginSpec::parse(p).unwrap())
+        .collect();
+    let results = evaluate(&s, |_| {}).unwrap();
+    let oracle = &results.last().unwrap().summary;
+    assert!(oracle.method.starts_with("clairvoyant"));
+    for m in &results[..results.len() - 1] {
+        let m = &m.summary;
+        if m.slo_attainment_pct >= oracle.slo_attainment_pct {
+            assert!(
+                m.busy_energy_j >= oracle.busy_energy_j * (1.0 - 1e-9),
+                "{} spends {:.1} J at {:.1}% but the clairvoyant {:.1} J at {:.1}%",
+                m.method,
+                m.busy_energy_j,
+                m.slo_attainment_pct,
+                oracle.busy_energy_j,
+                oracle.slo_attainment_pct
+            );
+        }
+    }
+}

@@ -9,13 +9,17 @@ Inference engines behind the [`Engine`](energyllm_core::Engine) seam.
   by their tokens. [`SimEngine`] is a sans-IO state machine the discrete-event driver steps;
   [`SimServer`] wraps it as an `Engine` for the profiler.
 
-Live engines (vLLM, TGI, llama.cpp over HTTP) come in their own modules; only this crate speaks
-to an inference server.
+- [`live`] (feature `live`): the vLLM, TGI and llama.cpp adapters over HTTP and the
+  OpenAI-compatible gateway that runs the controller in front of them. Only this crate speaks
+  to an inference server.
 */
 #![deny(missing_docs)]
 
 mod analytic;
 mod error;
+#[cfg(feature = "live")]
+pub mod live;
+pub mod llamacpp_cache;
 mod model;
 pub mod server;
 pub mod sim;

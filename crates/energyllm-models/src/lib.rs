@@ -22,6 +22,8 @@ which implements [`PerfModel`](energyllm_core::PerfModel) where it predicts late
 - **ONNX** (`onnx`, behind the `onnx` cargo feature): any regressor tract runs (a PyTorch MLP, a
   scikit-learn linear model), and ONNX-ML `TreeEnsembleRegressor` graphs, which tract does not
   implement, read from the protobuf and evaluated by [`TreeEnsemble`].
+- **Routing** ([`route`]): Wilkins et al.'s offline energy-optimal assignment of a query set
+  to heterogeneous systems, solved exactly as a min-cost flow over query classes.
 - **Model files** ([`file`](mod@file)): a versioned header, a checksum and a postcard payload that
   describes itself (features and units, training data, accuracy); bounded and validated on load.
 
@@ -45,6 +47,7 @@ pub mod linear;
 pub mod onnx;
 mod plugins;
 pub mod profile;
+pub mod route;
 pub mod stats;
 pub mod tree;
 pub mod wilkins;
@@ -56,6 +59,7 @@ pub use gbt::{cross_validate, CvReport, FittedGbt, GbtParams, GbtPerfModel, GbtP
 pub use iteration_rate::{IterationRateModel, IterationRateParams, Projection, RunningRequest};
 pub use linear::{ols_through_origin, OlsFit};
 pub use profile::{BatchProfileRow, IterationProfileRow, IterationTarget};
+pub use route::{group_queries, Assignment, QueryClass, RouteConfig, RouteProblem, RouteSystem};
 pub use stats::Accuracy;
 pub use tree::TreeEnsemble;
 pub use wilkins::{WilkinsModel, WilkinsParams, WilkinsSample};

@@ -36,6 +36,19 @@ pub const MAX_CHECKPOINT_BYTES: u64 = 32 << 20;
 /// The shipped default checkpoint (see the module docs).
 pub const DEFAULT_CHECKPOINT: &str = include_str!("../checkpoints/default.json");
 
+/// The ablation variants, trained by `cargo xtask train` with the default arguments plus the
+/// flag in each comment, shipped beside the default: `ppo:variant=NAME`.
+pub const VARIANTS: &[(&str, &str)] = &[
+    // --features paper: the paper's 7-feature state (w/o token awareness)
+    ("paper-features", include_str!("../checkpoints/paper-features.json")),
+    // --reward no-energy: SLO terms only (w/o energy reward)
+    ("no-energy", include_str!("../checkpoints/no-energy.json")),
+    // --fixed-clock 1200: only batch caps learned (fixed clock 1200 MHz)
+    ("fixed-clock-1200", include_str!("../checkpoints/fixed-clock-1200.json")),
+    // --fixed-batch 16: only clocks learned (fixed batch 16)
+    ("fixed-batch-16", include_str!("../checkpoints/fixed-batch-16.json")),
+];
+
 /// What a network was trained for: its inputs and its outputs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,10 +210,15 @@ impl Checkpoint {
         std::fs::write(path, self.to_json()).map_err(|source| Error::Io { path: path.to_owned(), source })
     }
 
-    /// Refuses a deployment whose action space differs from the one trained for.
+    /// Refuses a deployment whose action space has another shape than the one trained for.
+    ///
+    /// The network picks a clock *level* (an index into the clock list), so a space with as many
+    /// clocks and the same batch sizes is accepted: the i-th clock of another GPU, as the
+    /// simulator's `action_space_for` scales the paper's A100 clocks to an H100's range. That is
+    /// what "the same policy on another GPU, no retraining" means here.
     pub fn check_space(&self, space: &ActionSpace, name: &str) -> Result<(), Error> {
         let freqs: Vec<u32> = space.freqs().iter().map(|f| f.0).collect();
-        if freqs != self.spec.freqs_mhz || space.batches() != self.spec.batches.as_slice() {
+        if freqs.len() != self.spec.freqs_mhz.len() || space.batches() != self.spec.batches.as_slice() {
             return Err(Error::Checkpoint {
                 name: name.to_owned(),
                 reason: format!(
@@ -222,6 +240,8 @@ impl Checkpoint {
 pub struct PpoPolicyConfig {
     /// Checkpoint file. Default: the embedded default checkpoint.
     pub checkpoint: Option<String>,
+    /// One of the shipped ablation variants ([`VARIANTS`]) instead of the default.
+    pub variant: Option<String>,
     /// Use the safety shield. Default: as the checkpoint was trained (on for the default).
     pub shield: Option<bool>,
     /// The shield's margin (fraction of the SLO). Default: as trained (1.0).
@@ -344,9 +364,22 @@ fn plugin_error(e: Error) -> energyllm_core::Error {
 
 fn build(value: &ConfigValue, ctx: &PolicyContext) -> Result<Box<dyn Policy>, energyllm_core::Error> {
     let config: PpoPolicyConfig = parse_config("policy", "ppo", value)?;
-    let (checkpoint, name) = match &config.checkpoint {
-        Some(path) => (Checkpoint::load(Path::new(path)).map_err(plugin_error)?, path.clone()),
-        None => (Checkpoint::default_checkpoint().map_err(plugin_error)?, "default".to_owned()),
+    let (checkpoint, name) = match (&config.checkpoint, &config.variant) {
+        (Some(_), Some(_)) => {
+            return Err(plugin_error(Error::Config("give `checkpoint` or `variant`, not both".into())));
+        }
+        (Some(path), None) => (Checkpoint::load(Path::new(path)).map_err(plugin_error)?, path.clone()),
+        (None, Some(v)) => {
+            let Some((_, text)) = VARIANTS.iter().find(|(n, _)| n == v) else {
+                let known: Vec<&str> = VARIANTS.iter().map(|(n, _)| *n).collect();
+                return Err(plugin_error(Error::Config(format!(
+                    "unknown variant `{v}`; shipped variants: {}",
+                    known.join(", ")
+                ))));
+            };
+            (Checkpoint::parse(text, v).map_err(plugin_error)?, v.clone())
+        }
+        (None, None) => (Checkpoint::default_checkpoint().map_err(plugin_error)?, "default".to_owned()),
     };
     Ok(Box::new(PpoPolicy::new(checkpoint, &name, &config, ctx).map_err(plugin_error)?))
 }

@@ -130,4 +130,8 @@ fn bad_checkpoints_are_refused_with_clear_errors() {
     let other = ActionSpace::new(vec![Mhz(1000), Mhz(1410)], vec![1, 8]).unwrap();
     let e = checkpoint().check_space(&other, "c").unwrap_err().to_string();
     assert!(e.contains("action space") && e.contains("cargo xtask train"), "{e}");
+    // Same shape on another GPU (scaled clocks): accepted, levels map by index.
+    let scaled: Vec<Mhz> = ActionSpace::paper().freqs().iter().map(|f| Mhz(f.0 * 14 / 10)).collect();
+    let h100_like = ActionSpace::new(scaled, ActionSpace::paper().batches().to_vec()).unwrap();
+    checkpoint().check_space(&h100_like, "c").unwrap();
 }

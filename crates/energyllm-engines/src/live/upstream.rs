@@ -1,0 +1,570 @@
+//! HTTP adapters for real inference servers: vLLM and llama.cpp (OpenAI API), TGI (`/generate`).
+//!
+//! [`HttpEngine`] sends one request per [`Request`] with `max_tokens` = its output length (and
+//! `ignore_eos`, so the engine generates exactly that many where it can), streams it to time the
+//! first token and every later one, and reads the server's state from its Prometheus `/metrics`.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use energyllm_core::registry::{parse_config, EnginePlugin};
+use energyllm_core::{
+    BoxFuture, ConfigValue, Engine, EngineError, EngineState, Request, RequestRecord, RequestStatus,
+};
+
+use super::prom::Metrics;
+use super::sse::SseDecoder;
+
+/// Which server speaks at the other end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// vLLM's OpenAI-compatible server.
+    Vllm,
+    /// HuggingFace text-generation-inference.
+    Tgi,
+    /// llama.cpp's `llama-server`.
+    Llamacpp,
+}
+
+impl EngineKind {
+    /// The name on the command line and in the registry.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Vllm => "vllm",
+            EngineKind::Tgi => "tgi",
+            EngineKind::Llamacpp => "llamacpp",
+        }
+    }
+
+    /// Parses `vllm`, `tgi` or `llamacpp` (also `llama.cpp`).
+    pub fn parse(s: &str) -> Result<Self, EngineError> {
+        match s {
+            "vllm" => Ok(EngineKind::Vllm),
+            "tgi" => Ok(EngineKind::Tgi),
+            "llamacpp" | "llama.cpp" | "llama-cpp" => Ok(EngineKind::Llamacpp),
+            _ => {
+                Err(EngineError::Protocol(format!("unknown engine `{s}`; live engines: vllm, tgi, llamacpp")))
+            }
+        }
+    }
+
+    /// An HTTP client suited to this server. llama-server (cpp-httplib) closes the connection
+    /// after a streamed answer although it advertised keep-alive; a pooled client would then send
+    /// the next request into a dead socket ("connection closed before message completed"), and
+    /// re-sending a POST that may have arrived is not safe. So for llama.cpp connections are
+    /// not reused (a loopback connect costs tens of microseconds).
+    pub fn http_client(self, timeout: Option<Duration>) -> Result<reqwest::Client, EngineError> {
+        let mut b = reqwest::Client::builder();
+        if self == EngineKind::Llamacpp {
+            b = b.pool_max_idle_per_host(0);
+        }
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        b.build().map_err(|e| EngineError::Unavailable(format!("cannot build the HTTP client: {e}")))
+    }
+
+    /// Reads the engine's state from its `/metrics` page.
+    pub fn state_from_metrics(self, m: &Metrics) -> Result<EngineState, EngineError> {
+        let need = |names: &[&str]| {
+            m.first_of(names).ok_or_else(|| {
+                EngineError::Protocol(format!(
+                    "the {} metrics page has no `{}`; is this a {} server (llama-server needs --metrics)?",
+                    self.name(),
+                    names[0],
+                    self.name()
+                ))
+            })
+        };
+        let count =
+            |v: f64| if v.is_finite() && v > 0.0 { v.round().min(f64::from(u32::MAX)) as u32 } else { 0 };
+        let (running, waiting, kv) = match self {
+            EngineKind::Vllm => (
+                need(&["vllm:num_requests_running"])?,
+                need(&["vllm:num_requests_waiting"])?,
+                m.first_of(&["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"]),
+            ),
+            EngineKind::Tgi => (need(&["tgi_batch_current_size"])?, need(&["tgi_queue_size"])?, None),
+            EngineKind::Llamacpp => (
+                need(&["llamacpp:requests_processing"])?,
+                need(&["llamacpp:requests_deferred"])?,
+                m.first_of(&["llamacpp:kv_cache_usage_ratio"]),
+            ),
+        };
+        Ok(EngineState {
+            running: count(running),
+            waiting: count(waiting),
+            kv_usage_frac: kv.filter(|k| k.is_finite()).unwrap_or(0.0).clamp(0.0, 1.0),
+        })
+    }
+}
+
+/// Settings of an [`HttpEngine`] (the engine plugins' config).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpEngineConfig {
+    /// Base URL of the server. Default: `http://127.0.0.1:8000`.
+    pub url: String,
+    /// Model name sent in OpenAI requests; `None` sends none (llama.cpp ignores it, vLLM needs
+    /// the served name). Default: none.
+    pub model: Option<String>,
+    /// Stream responses (per-token times) or not. Default: true.
+    pub stream: bool,
+    /// Seconds to wait for a whole request. Default: 600.
+    pub timeout_s: f64,
+}
+
+impl Default for HttpEngineConfig {
+    fn default() -> Self {
+        HttpEngineConfig { url: "http://127.0.0.1:8000".into(), model: None, stream: true, timeout_s: 600.0 }
+    }
+}
+
+/// What one request produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Completion {
+    /// Prompt tokens as the server counted them, if it said.
+    pub prompt_tokens: Option<u32>,
+    /// Tokens generated (the server's count when it gave one, else the streamed chunks).
+    pub output_tokens: u32,
+    /// Seconds from sending to the first token (to the whole answer when not streaming).
+    pub ttft_s: f64,
+    /// Seconds from sending to each streamed token after the first.
+    pub token_times_s: Vec<f64>,
+    /// Seconds from sending to the end of the answer.
+    pub e2e_s: f64,
+    /// The generated text.
+    pub text: String,
+}
+
+/// A live engine over HTTP. Implements [`Engine`]; the gateway uses its pieces directly.
+#[derive(Clone, Debug)]
+pub struct HttpEngine {
+    kind: EngineKind,
+    base: reqwest::Url,
+    client: reqwest::Client,
+    config: HttpEngineConfig,
+    epoch: Instant,
+}
+
+/// Checks an upstream URL: `http://host:port[/prefix]` (no TLS in this build).
+pub fn parse_base_url(url: &str) -> Result<reqwest::Url, EngineError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        EngineError::Unavailable(format!("`{url}` is not a URL ({e}); give one like http://127.0.0.1:8000"))
+    })?;
+    if parsed.scheme() != "http" || parsed.host_str().is_none() {
+        return Err(EngineError::Unavailable(format!(
+            "`{url}`: only http://host:port upstreams are supported (no TLS; put the engine on loopback or a private network)"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Joins `path` onto `base`, keeping any path prefix of `base`.
+pub fn join_url(base: &reqwest::Url, path: &str) -> String {
+    format!("{}/{}", base.as_str().trim_end_matches('/'), path.trim_start_matches('/'))
+}
+
+/// An error and its causes, joined with `: ` (reqwest's own message leaves out the cause).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Maps a transport error to an engine error that says what to check.
+pub fn transport_error(url: &str, e: &reqwest::Error) -> EngineError {
+    let chain = error_chain(e);
+    if e.is_connect() {
+        EngineError::Unavailable(format!("cannot connect to {url}: is the server running? ({chain})"))
+    } else if e.is_timeout() {
+        EngineError::Unavailable(format!("{url} timed out ({chain})"))
+    } else {
+        EngineError::Unavailable(format!("{url}: {chain}"))
+    }
+}
+
+/// A prompt of about `tokens` tokens for the common Llama-family tokenizers (one word each).
+pub fn synthetic_prompt(tokens: u32) -> String {
+    "hello ".repeat(tokens.max(1) as usize).trim_end().to_owned()
+}
+
+impl HttpEngine {
+    /// An engine of `kind` at `config.url`.
+    pub fn new(kind: EngineKind, config: HttpEngineConfig) -> Result<Self, EngineError> {
+        let base = parse_base_url(&config.url)?;
+        if !(config.timeout_s.is_finite() && config.timeout_s > 0.0) {
+            return Err(EngineError::Protocol(format!(
+                "timeout_s must be positive, got {}",
+                config.timeout_s
+            )));
+        }
+        let client = kind.http_client(Some(Duration::from_secs_f64(config.timeout_s)))?;
+        Ok(HttpEngine { kind, base, client, config, epoch: Instant::now() })
+    }
+
+    /// Which server this is.
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// The body of a generation request for `req`.
+    pub fn request_body(&self, req: &Request, stream: bool) -> (String, Value) {
+        let prompt = synthetic_prompt(req.input_tokens);
+        match self.kind {
+            EngineKind::Tgi => (
+                if stream { "generate_stream" } else { "generate" }.to_owned(),
+                json!({"inputs": prompt, "parameters": {"max_new_tokens": req.output_tokens, "details": true}}),
+            ),
+            EngineKind::Vllm | EngineKind::Llamacpp => {
+                let mut body = json!({
+                    "prompt": prompt,
+                    "max_tokens": req.output_tokens,
+                    "ignore_eos": true,
+                    "stream": stream,
+                });
+                if stream {
+                    body["stream_options"] = json!({"include_usage": true});
+                }
+                if let Some(m) = &self.config.model {
+                    body["model"] = json!(m);
+                }
+                ("v1/completions".to_owned(), body)
+            }
+        }
+    }
+
+    /// Sends `req` and waits for the whole answer, timing its tokens.
+    pub async fn complete(&self, req: &Request, stream: bool) -> Result<Completion, EngineError> {
+        let (path, body) = self.request_body(req, stream);
+        let url = join_url(&self.base, &path);
+        let start = Instant::now();
+        let resp = self.client.post(&url).json(&body).send().await.map_err(|e| transport_error(&url, &e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let msg = format!("{url} answered {status}: {}", text.chars().take(300).collect::<String>());
+            return Err(if status.is_client_error() {
+                EngineError::Rejected(msg)
+            } else {
+                EngineError::Unavailable(msg)
+            });
+        }
+        if !stream {
+            let v: Value = resp
+                .json()
+                .await
+                .map_err(|e| EngineError::Protocol(format!("{url} did not answer with JSON: {e}")))?;
+            let e2e_s = start.elapsed().as_secs_f64();
+            let mut c =
+                parse_plain(self.kind, &v).map_err(|m| EngineError::Protocol(format!("{url}: {m}")))?;
+            c.ttft_s = e2e_s;
+            c.e2e_s = e2e_s;
+            return Ok(c);
+        }
+        let mut acc = StreamAccumulator::new(self.kind);
+        let mut decoder = SseDecoder::new();
+        let mut bytes = resp.bytes_stream();
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk.map_err(|e| transport_error(&url, &e))?;
+            let t = start.elapsed().as_secs_f64();
+            for ev in decoder.push(&chunk).map_err(|e| EngineError::Protocol(format!("{url}: {e}")))? {
+                acc.event(&ev.data, t).map_err(|m| EngineError::Protocol(format!("{url}: {m}")))?;
+            }
+        }
+        let t = start.elapsed().as_secs_f64();
+        if let Some(ev) = decoder.finish().map_err(|e| EngineError::Protocol(format!("{url}: {e}")))? {
+            acc.event(&ev.data, t).map_err(|m| EngineError::Protocol(format!("{url}: {m}")))?;
+        }
+        acc.finish(t).map_err(|m| EngineError::Protocol(format!("{url}: {m}")))
+    }
+
+    /// Fetches and parses `/metrics`.
+    pub async fn metrics(&self) -> Result<Metrics, EngineError> {
+        let url = join_url(&self.base, "metrics");
+        let resp = self.client.get(&url).send().await.map_err(|e| transport_error(&url, &e))?;
+        if !resp.status().is_success() {
+            return Err(EngineError::Unavailable(format!(
+                "{url} answered {} (llama-server needs --metrics)",
+                resp.status()
+            )));
+        }
+        let text = resp.text().await.map_err(|e| transport_error(&url, &e))?;
+        Metrics::parse(&text).map_err(|e| EngineError::Protocol(format!("{url}: {e}")))
+    }
+
+    /// The server's state, from `/metrics`.
+    pub async fn engine_state(&self) -> Result<EngineState, EngineError> {
+        self.kind.state_from_metrics(&self.metrics().await?)
+    }
+}
+
+/// Reads a non-streamed answer: OpenAI `choices[0].text`/`message.content` and `usage`, or
+/// TGI's `generated_text` and `details.generated_tokens` (an object, or a one-element list as
+/// older TGI versions return).
+pub fn parse_plain(kind: EngineKind, v: &Value) -> Result<Completion, String> {
+    match kind {
+        EngineKind::Tgi => {
+            let v = if let Some(first) = v.as_array().and_then(|a| a.first()) { first } else { v };
+            let text =
+                v.get("generated_text").and_then(Value::as_str).ok_or("no `generated_text` in the answer")?;
+            let tokens = v
+                .pointer("/details/generated_tokens")
+                .and_then(Value::as_u64)
+                .ok_or("no `details.generated_tokens` in the answer (send parameters.details = true)")?;
+            let prompt = v.pointer("/details/prefill").and_then(Value::as_array).map(|p| p.len() as u32);
+            Ok(Completion {
+                prompt_tokens: prompt.filter(|&n| n > 0),
+                output_tokens: tokens.min(u64::from(u32::MAX)) as u32,
+                text: text.to_owned(),
+                ..Completion::default()
+            })
+        }
+        EngineKind::Vllm | EngineKind::Llamacpp => {
+            let choice = v.pointer("/choices/0").ok_or("no `choices` in the answer")?;
+            let text = choice
+                .get("text")
+                .or_else(|| choice.pointer("/message/content"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let tokens = v
+                .pointer("/usage/completion_tokens")
+                .and_then(Value::as_u64)
+                .ok_or("no `usage.completion_tokens` in the answer")?;
+            Ok(Completion {
+                prompt_tokens: v.pointer("/usage/prompt_tokens").and_then(Value::as_u64).map(|n| n as u32),
+                output_tokens: tokens.min(u64::from(u32::MAX)) as u32,
+                text: text.to_owned(),
+                ..Completion::default()
+            })
+        }
+    }
+}
+
+/// Folds streamed events into a [`Completion`]: OpenAI chunks (`choices[0].text` or
+/// `delta.content`, a final `usage`, `[DONE]`) or TGI events (`token`, then `details`).
+#[derive(Debug)]
+pub struct StreamAccumulator {
+    kind: EngineKind,
+    first: Option<f64>,
+    times: Vec<f64>,
+    text: String,
+    chunks: u32,
+    usage_tokens: Option<u32>,
+    prompt_tokens: Option<u32>,
+    done: bool,
+}
+
+impl StreamAccumulator {
+    /// A fresh accumulator.
+    pub fn new(kind: EngineKind) -> Self {
+        StreamAccumulator {
+            kind,
+            first: None,
+            times: Vec::new(),
+            text: String::new(),
+            chunks: 0,
+            usage_tokens: None,
+            prompt_tokens: None,
+            done: false,
+        }
+    }
+
+    /// Tokens seen so far (the server's count once it gave one).
+    pub fn output_tokens(&self) -> u32 {
+        self.usage_tokens.unwrap_or(self.chunks)
+    }
+
+    /// Whether the stream said it was finished (`[DONE]` or TGI's `details`).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Takes one event's data, seen `t` seconds after sending. Returns whether it carried a token.
+    pub fn event(&mut self, data: &str, t: f64) -> Result<bool, String> {
+        let data = data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(false);
+        }
+        if data.is_empty() {
+            return Ok(false);
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| {
+            format!("a streamed event is not JSON ({e}): {:?}", data.chars().take(120).collect::<String>())
+        })?;
+        if let Some(err) = v.get("error") {
+            return Err(format!("the server reported an error mid-stream: {err}"));
+        }
+        let token_text = match self.kind {
+            EngineKind::Tgi => {
+                if let Some(n) = v.pointer("/details/generated_tokens").and_then(Value::as_u64) {
+                    self.usage_tokens = Some(n as u32);
+                    self.done = true;
+                }
+                let special = v.pointer("/token/special").and_then(Value::as_bool).unwrap_or(false);
+                v.pointer("/token/text").and_then(Value::as_str).filter(|_| !special).map(str::to_owned)
+            }
+            EngineKind::Vllm | EngineKind::Llamacpp => {
+                if let Some(n) = v.pointer("/usage/completion_tokens").and_then(Value::as_u64) {
+                    self.usage_tokens = Some(n as u32);
+                }
+                if let Some(n) = v.pointer("/usage/prompt_tokens").and_then(Value::as_u64) {
+                    self.prompt_tokens = Some(n as u32);
+                }
+                let choice = v.pointer("/choices/0");
+                choice
+                    .and_then(|c| c.get("text").or_else(|| c.pointer("/delta/content")))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }
+        };
+        // A closing chunk carries `finish_reason` with empty text: not a token.
+        let Some(tok) = token_text.filter(|t| !t.is_empty()) else { return Ok(false) };
+        self.chunks += 1;
+        self.text.push_str(&tok);
+        if self.first.is_none() {
+            self.first = Some(t);
+        } else {
+            self.times.push(t);
+        }
+        Ok(true)
+    }
+
+    /// The stream ended `t` seconds after sending.
+    pub fn finish(self, t: f64) -> Result<Completion, String> {
+        if self.first.is_none() && self.usage_tokens.is_none() && !self.done {
+            return Err("the stream ended before any token or end marker".into());
+        }
+        Ok(Completion {
+            prompt_tokens: self.prompt_tokens,
+            output_tokens: self.usage_tokens.unwrap_or(self.chunks),
+            ttft_s: self.first.unwrap_or(t),
+            token_times_s: self.times,
+            e2e_s: t,
+            text: self.text,
+        })
+    }
+}
+
+impl Engine for HttpEngine {
+    fn name(&self) -> &str {
+        self.kind.name()
+    }
+
+    fn run_batch<'a>(
+        &'a mut self,
+        batch: &'a [Request],
+    ) -> BoxFuture<'a, Result<Vec<RequestRecord>, EngineError>> {
+        Box::pin(async move {
+            let this = &*self;
+            let futs = batch.iter().map(|r| async move {
+                let sent_s = this.epoch.elapsed().as_secs_f64();
+                let outcome = this.complete(r, this.config.stream).await;
+                let end_s = this.epoch.elapsed().as_secs_f64();
+                let (status, first, done, out) = match outcome {
+                    Ok(c) => (RequestStatus::Completed, sent_s + c.ttft_s, sent_s + c.e2e_s, c.output_tokens),
+                    Err(_) => (RequestStatus::Rejected, end_s, end_s, 0),
+                };
+                RequestRecord {
+                    id: r.id,
+                    status,
+                    arrival_s: sent_s,
+                    dispatch_s: sent_s,
+                    first_token_s: first,
+                    completion_s: done,
+                    input_tokens: r.input_tokens,
+                    output_tokens: out,
+                    energy_j: 0.0,
+                    preemptions: 0,
+                }
+            });
+            Ok(futures_util::future::join_all(futs).await)
+        })
+    }
+
+    fn state(&self) -> BoxFuture<'_, Result<EngineState, EngineError>> {
+        Box::pin(self.engine_state())
+    }
+}
+
+fn build(kind: EngineKind, config: &ConfigValue) -> Result<Box<dyn Engine>, EngineError> {
+    let cfg: HttpEngineConfig =
+        parse_config("engine", kind.name(), config).map_err(|e| EngineError::Protocol(e.to_string()))?;
+    Ok(Box::new(HttpEngine::new(kind, cfg)?))
+}
+
+inventory::submit! {
+    EnginePlugin {
+        name: "vllm",
+        description: "vLLM over its OpenAI-compatible API and Prometheus /metrics (url=, model=)",
+        build: |c| build(EngineKind::Vllm, c),
+    }
+}
+inventory::submit! {
+    EnginePlugin {
+        name: "tgi",
+        description: "text-generation-inference over /generate, /generate_stream and /metrics (url=)",
+        build: |c| build(EngineKind::Tgi, c),
+    }
+}
+inventory::submit! {
+    EnginePlugin {
+        name: "llamacpp",
+        description: "llama.cpp llama-server over its OpenAI-compatible API and /metrics (url=)",
+        build: |c| build(EngineKind::Llamacpp, c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_urls_are_clear_errors() {
+        for url in ["not a url", "https://example.com", "ftp://x/", "http://"] {
+            let e =
+                HttpEngine::new(EngineKind::Vllm, HttpEngineConfig { url: url.into(), ..Default::default() });
+            assert!(e.is_err(), "{url}");
+        }
+        let base = parse_base_url("http://127.0.0.1:9/prefix/").unwrap();
+        assert_eq!(join_url(&base, "/v1/completions"), "http://127.0.0.1:9/prefix/v1/completions");
+    }
+
+    #[test]
+    fn openai_stream_with_usage() {
+        let mut a = StreamAccumulator::new(EngineKind::Vllm);
+        assert!(a.event(r#"{"choices":[{"text":"a"}]}"#, 0.1).unwrap());
+        assert!(a.event(r#"{"choices":[{"delta":{"content":"b"}}]}"#, 0.2).unwrap());
+        assert!(!a
+            .event(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#, 0.3)
+            .unwrap());
+        assert!(!a.event("[DONE]", 0.3).unwrap());
+        let c = a.finish(0.4).unwrap();
+        assert_eq!((c.output_tokens, c.prompt_tokens, c.text.as_str()), (7, Some(5), "ab"));
+        assert_eq!((c.ttft_s, c.token_times_s.clone(), c.e2e_s), (0.1, vec![0.2], 0.4));
+        assert!(StreamAccumulator::new(EngineKind::Vllm).event("{not json", 0.0).is_err());
+        assert!(StreamAccumulator::new(EngineKind::Vllm).finish(1.0).is_err());
+    }
+
+    #[test]
+    fn states_from_each_engine() {
+        let vllm = Metrics::parse("vllm:num_requests_running{m=\"x\"} 3\nvllm:num_requests_waiting 1\nvllm:gpu_cache_usage_perc 0.25\n").unwrap();
+        let s = EngineKind::Vllm.state_from_metrics(&vllm).unwrap();
+        assert_eq!((s.running, s.waiting, s.kv_usage_frac), (3, 1, 0.25));
+        let e = EngineKind::Llamacpp.state_from_metrics(&vllm).unwrap_err().to_string();
+        assert!(e.contains("llamacpp:requests_processing"), "{e}");
+    }
+}

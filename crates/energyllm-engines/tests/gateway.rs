@@ -1,0 +1,343 @@
+//! The gateway against an in-process fake upstream that speaks llama.cpp's OpenAI API and
+//! `/metrics`: streaming and plain answers, the batch cap, the bounded queue, client
+//! disconnects, upstream faults, auth and the drain on shutdown. No external server; every loop
+//! is bounded in count and time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+
+use energyllm_core::testutil::FixedPolicy;
+use energyllm_core::{Action, Controller, ControllerConfig, Mhz};
+use energyllm_engines::live::{gateway, sim_actuator, EngineKind, GatewayConfig, GatewayHandle};
+
+#[derive(Default)]
+struct Fake {
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    served: AtomicUsize,
+    /// 0: normal, 1: answer 500, 2: answer 503, 3: malformed stream.
+    mode: AtomicUsize,
+}
+
+struct Running(Arc<Fake>);
+impl Running {
+    fn new(f: &Arc<Fake>) -> Self {
+        let n = f.running.fetch_add(1, Ordering::SeqCst) + 1;
+        f.max_running.fetch_max(n, Ordering::SeqCst);
+        Running(Arc::clone(f))
+    }
+}
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn fake_completions(State(f): State<Arc<Fake>>, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    match f.mode.load(Ordering::SeqCst) {
+        1 => return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+        2 => return (StatusCode::SERVICE_UNAVAILABLE, "loading model").into_response(),
+        _ => {}
+    }
+    let n = v["max_tokens"].as_u64().unwrap_or(4);
+    let delay = Duration::from_millis(v["delay_ms"].as_u64().unwrap_or(5));
+    let running = Running::new(&f);
+    f.served.fetch_add(1, Ordering::SeqCst);
+    if v["stream"].as_bool() == Some(true) {
+        let malformed = f.mode.load(Ordering::SeqCst) == 3;
+        let s = futures_util::stream::unfold(0u64, move |i| async move {
+            if i > n {
+                return None;
+            }
+            tokio::time::sleep(delay).await;
+            let chunk = if malformed {
+                "data: {not json\n\n".to_string()
+            } else if i == n {
+                let usage = json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": n}});
+                format!("data: {usage}\n\ndata: [DONE]\n\n")
+            } else {
+                format!("data: {}\n\n", json!({"choices": [{"text": "x", "index": 0}]}))
+            };
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), i + 1))
+        });
+        // The running count lasts as long as the body, as in a real server.
+        let s = s.map(move |c| {
+            let _keep = &running;
+            c
+        });
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(s))
+            .unwrap();
+    }
+    tokio::time::sleep(delay * n as u32).await;
+    drop(running);
+    axum::Json(json!({
+        "choices": [{"text": "x".repeat(n as usize), "index": 0, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3}
+    }))
+    .into_response()
+}
+
+async fn fake_metrics(State(f): State<Arc<Fake>>) -> String {
+    format!(
+        "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing {}\nllamacpp:requests_deferred 0\n",
+        f.running.load(Ordering::SeqCst)
+    )
+}
+
+async fn fake_upstream() -> (String, Arc<Fake>) {
+    let fake = Arc::new(Fake::default());
+    let app = Router::new()
+        .route("/v1/completions", post(fake_completions))
+        .route("/metrics", get(fake_metrics))
+        .with_state(Arc::clone(&fake));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (format!("http://{addr}"), fake)
+}
+
+fn controller(batch: u32) -> Controller {
+    let cfg = ControllerConfig {
+        initial: Some(Action { freq: Mhz(1410), batch }),
+        decision_interval_s: Some(0.2),
+        ..ControllerConfig::default()
+    };
+    // A clock below the initial one, so the actuator really switches (and must restore).
+    Controller::new(cfg, Box::new(FixedPolicy(Action { freq: Mhz(1005), batch }))).unwrap()
+}
+
+async fn gateway_for(upstream: &str, batch: u32, tweak: impl FnOnce(&mut GatewayConfig)) -> GatewayHandle {
+    let mut cfg = GatewayConfig::new(EngineKind::Llamacpp, upstream);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.metrics_interval_s = 0.1;
+    cfg.drain_timeout_s = 5.0;
+    tweak(&mut cfg);
+    gateway::start(cfg, controller(batch), sim_actuator("a100-40gb").unwrap()).await.unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+fn body(stream: bool, max_tokens: u64, delay_ms: u64) -> Value {
+    json!({"prompt": "hello there", "max_tokens": max_tokens, "stream": stream, "delay_ms": delay_ms,
+           "stream_options": {"include_usage": true}})
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_streaming_answers_carry_energy() {
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 4, |_| {}).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let r = client().post(&url).json(&body(false, 5, 2)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let joules: f64 = r.headers()["x-energy-joules"].to_str().unwrap().parse().unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    assert_eq!(v["usage"]["energy_joules"].as_f64(), Some(joules));
+    assert!(joules >= 0.0);
+
+    let r = client().post(&url).json(&body(true, 6, 2)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().await.unwrap();
+    assert_eq!(text.matches("\"text\":\"x\"").count(), 6, "{text}");
+    assert!(text.contains("\"energy_joules\""), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    assert_eq!((report.completed, report.failed, report.cancelled), (2, 0, 0));
+    assert!(report.actuator.clocks_restored, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_cap_holds_and_every_request_is_answered() {
+    let (up, fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 2, |_| {}).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let r = client().post(&url).json(&body(i % 2 == 0, 5, 10)).send().await.unwrap();
+                (r.status(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (status, _) = t.await.unwrap();
+        assert_eq!(status, 200);
+    }
+    assert_eq!(fake.served.load(Ordering::SeqCst), 8);
+    assert!(
+        fake.max_running.load(Ordering::SeqCst) <= 2,
+        "upstream saw {}",
+        fake.max_running.load(Ordering::SeqCst)
+    );
+    assert!(gw.metrics().max_in_flight.load(Ordering::SeqCst) <= 2);
+    let page =
+        client().get(format!("http://{}/metrics", gw.addr())).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("energyllm_requests_completed_total 8"), "{page}");
+    assert!(page.contains("energyllm_batch_cap 2"), "{page}");
+    gw.shutdown();
+    gw.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429() {
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 1, |c| c.max_queue = 1).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                client().post(&url).json(&body(false, 10, 20)).send().await.unwrap().status()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap().as_u16());
+    }
+    assert!(codes.iter().all(|&c| c == 200 || c == 429), "{codes:?}");
+    assert!(codes.contains(&429), "{codes:?}");
+    assert!(codes.contains(&200), "{codes:?}");
+    gw.shutdown();
+    let r = gw.join().await.unwrap();
+    assert_eq!(r.completed as usize, codes.iter().filter(|&&c| c == 200).count());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_frees_its_slot() {
+    let (up, fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 1, |_| {}).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let r = client().post(&url).json(&body(true, 1000, 20)).send().await.unwrap();
+    let mut s = r.bytes_stream();
+    let first = s.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(s);
+    let m = Arc::clone(gw.metrics());
+    wait_for("the gateway to notice the disconnect", || m.in_flight.load(Ordering::SeqCst) == 0).await;
+    wait_for("the upstream to stop", || fake.running.load(Ordering::SeqCst) == 0).await;
+    assert_eq!(m.cancelled.load(Ordering::SeqCst), 1);
+    // The slot is free: the next request (cap 1) goes through.
+    let r = client().post(&url).json(&body(false, 2, 1)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    gw.shutdown();
+    gw.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_faults_become_clear_errors() {
+    let (up, fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 2, |_| {}).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    fake.mode.store(1, Ordering::SeqCst);
+    let r = client().post(&url).json(&body(false, 2, 1)).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("500"), "{v}");
+    fake.mode.store(2, Ordering::SeqCst);
+    let r = client().post(&url).json(&body(false, 2, 1)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    fake.mode.store(3, Ordering::SeqCst);
+    let r = client().post(&url).json(&body(true, 3, 1)).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("\"upstream_error\""), "{text}");
+    let bad = client().post(&url).body("{not json").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    assert_eq!((report.completed, report.failed), (0, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_a_502_with_the_reason() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut gw = gateway_for(&format!("http://127.0.0.1:{port}"), 2, |c| c.connect_retries = 1).await;
+    let r = client()
+        .post(format!("http://{}/v1/completions", gw.addr()))
+        .json(&body(false, 2, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("cannot connect"), "{v}");
+    gw.shutdown();
+    assert_eq!(gw.join().await.unwrap().failed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_loopback_and_bad_settings() {
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 2, |c| c.api_key = Some("sesame".into())).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    assert_eq!(client().post(&url).json(&body(false, 1, 1)).send().await.unwrap().status(), 401);
+    let ok = client().post(&url).bearer_auth("sesame").json(&body(false, 1, 1)).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    gw.shutdown();
+    gw.join().await.unwrap();
+
+    let mut cfg = GatewayConfig::new(EngineKind::Llamacpp, &up);
+    cfg.listen = "0.0.0.0:0".parse().unwrap();
+    let e = gateway::start(cfg, controller(1), sim_actuator("a100-40gb").unwrap()).await.err().unwrap();
+    assert!(e.to_string().contains("--public"), "{e}");
+    let mut cfg = GatewayConfig::new(EngineKind::Llamacpp, "https://example.com");
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let e = gateway::start(cfg, controller(1), sim_actuator("a100-40gb").unwrap()).await.err().unwrap();
+    assert!(e.to_string().contains("http://"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 2, |_| {}).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let slow = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            client().post(&url).json(&body(true, 20, 20)).send().await.unwrap().text().await
+        })
+    };
+    let m = Arc::clone(gw.metrics());
+    wait_for("the slow request to be admitted", || m.in_flight.load(Ordering::SeqCst) == 1).await;
+    gw.shutdown();
+    let text = slow.await.unwrap().unwrap();
+    assert!(text.contains("[DONE]"), "the in-flight request was cut: {text}");
+    let report = gw.join().await.unwrap();
+    assert_eq!((report.completed, report.abandoned), (1, 0));
+    assert!(report.actuator.clocks_restored);
+    assert!(
+        client().post(&url).json(&body(false, 1, 1)).send().await.is_err(),
+        "still listening after shutdown"
+    );
+}

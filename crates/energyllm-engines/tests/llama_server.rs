@@ -1,0 +1,268 @@
+//! Against a real llama.cpp `llama-server` with a tiny random-weight model, both built and cached by
+//! `cargo xtask llama-server`: the llamacpp adapter (plain, streaming, `/metrics`), and the
+//! gateway in front of it with the simulated actuator (the cap holds on the server's own running
+//! count, disconnects, the server killed mid-run). Each test starts its own server on a free
+//! loopback port and kills it on drop; every loop is bounded in count and time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+
+use energyllm_core::testutil::FixedPolicy;
+use energyllm_core::{
+    Action, Controller, ControllerConfig, Engine as _, Mhz, Request, RequestId, RequestStatus, Timestamp,
+};
+use energyllm_engines::live::{
+    gateway, sim_actuator, EngineKind, GatewayConfig, GatewayHandle, HttpEngine, HttpEngineConfig,
+};
+use energyllm_engines::llamacpp_cache::{server_binary, tiny_model};
+
+/// A running llama-server, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+impl Server {
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+async fn start_server() -> Server {
+    let (bin, model) = (server_binary(), tiny_model());
+    assert!(
+        bin.is_file() && model.is_file(),
+        "llama-server ({}) or the tiny model ({}) is missing: run `cargo xtask llama-server` first \
+         (it builds both into the cache; about 13 minutes on 2 cores)",
+        bin.display(),
+        model.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = std::env::temp_dir().join(format!("energyllm-llama-server-{port}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(&bin)
+        .args(["-m"])
+        .arg(&model)
+        .args(["-t", "1", "-np", "4", "-c", "32768", "--metrics", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let mut server = Server { child, url: format!("http://127.0.0.1:{port}"), log };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("llama-server exited ({status}) while starting:\n{}", server.log_tail());
+        }
+        let ok =
+            client.get(format!("{}/health", server.url)).send().await.is_ok_and(|r| r.status().is_success());
+        if ok {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "llama-server did not become healthy in 60 s:\n{}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn engine(url: &str) -> HttpEngine {
+    HttpEngine::new(
+        EngineKind::Llamacpp,
+        HttpEngineConfig { url: url.into(), timeout_s: 60.0, ..Default::default() },
+    )
+    .unwrap()
+}
+
+fn request(id: u64, input_tokens: u32, output_tokens: u32) -> Request {
+    Request { id: RequestId(id), arrival: Timestamp::ZERO, input_tokens, output_tokens }
+}
+
+async fn gateway_for(upstream: &str, batch: u32) -> GatewayHandle {
+    let mut cfg = GatewayConfig::new(EngineKind::Llamacpp, upstream);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.metrics_interval_s = 0.1;
+    cfg.drain_timeout_s = 10.0;
+    cfg.connect_retries = 1;
+    let ctl = ControllerConfig {
+        initial: Some(Action { freq: Mhz(1410), batch }),
+        decision_interval_s: Some(0.5),
+        ..ControllerConfig::default()
+    };
+    let ctl = Controller::new(ctl, Box::new(FixedPolicy(Action { freq: Mhz(1005), batch }))).unwrap();
+    gateway::start(cfg, ctl, sim_actuator("a100-40gb").unwrap()).await.unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+}
+
+/// A generation long enough (8000 tokens, several seconds) to be cut off mid-way.
+const LONG: u32 = 8000;
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llamacpp_adapter_completes_streams_and_reads_metrics() {
+    let server = start_server().await;
+    let mut e = engine(&server.url);
+    let plain = e.complete(&request(0, 8, 16), false).await.unwrap();
+    assert_eq!(plain.output_tokens, 16, "ignore_eos and max_tokens are honoured");
+    assert!(plain.prompt_tokens.unwrap_or(0) >= 8);
+    let streamed = e.complete(&request(1, 8, 16), true).await.unwrap();
+    assert_eq!(streamed.output_tokens, 16);
+    assert_eq!(streamed.token_times_s.len(), 15, "one time per token after the first");
+    assert!(streamed.ttft_s <= streamed.e2e_s);
+    assert!(streamed.token_times_s.windows(2).all(|w| w[0] <= w[1]));
+    let state = e.engine_state().await.unwrap();
+    assert_eq!(state.running, 0, "idle after the answers");
+    let m = e.metrics().await.unwrap();
+    assert!(m.sum("llamacpp:tokens_predicted_total").unwrap_or(0.0) >= 32.0, "{:?}", m.totals());
+
+    let batch = [request(10, 4, 8), request(11, 16, 4), request(12, 1, 12)];
+    let records = e.run_batch(&batch).await.unwrap();
+    assert_eq!(records.iter().map(|r| r.output_tokens).collect::<Vec<_>>(), [8, 4, 12]);
+    assert!(records
+        .iter()
+        .all(|r| r.status == RequestStatus::Completed && r.first_token_s <= r.completion_s));
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_holds_the_cap_on_the_servers_own_count() {
+    let server = start_server().await;
+    let mut gw = gateway_for(&server.url, 2).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let body = json!({"prompt": "hello hello hello", "max_tokens": 200, "ignore_eos": true,
+                                  "stream": i % 2 == 0, "stream_options": {"include_usage": true}});
+                let r = client().post(&url).json(&body).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    // Watch the server's own running count while the requests go through.
+    let e = engine(&server.url);
+    let mut max_running = 0;
+    let mut samples = 0;
+    while !tasks.iter().all(|t| t.is_finished()) && samples < 2000 {
+        if let Ok(s) = e.engine_state().await {
+            max_running = max_running.max(s.running);
+            samples += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in tasks {
+        let (status, text) = t.await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("\"completion_tokens\":200"), "{text}");
+    }
+    assert!(max_running <= 2, "llama-server ran {max_running} at once under a cap of 2");
+    assert!(gw.metrics().max_in_flight.load(Ordering::SeqCst) <= 2);
+    assert!(samples > 0);
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    assert_eq!((report.completed, report.failed, report.cancelled), (6, 0, 0));
+    assert!(report.actuator.clocks_restored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_ends_the_request_and_frees_the_server() {
+    let server = start_server().await;
+    let mut gw = gateway_for(&server.url, 1).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let body = json!({"prompt": "hello", "max_tokens": LONG, "ignore_eos": true, "stream": true});
+    let r = client().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut s = r.bytes_stream();
+    assert!(!s.next().await.unwrap().unwrap().is_empty());
+    drop(s);
+    let m = Arc::clone(gw.metrics());
+    wait_for("the gateway to end the request", || m.in_flight.load(Ordering::SeqCst) == 0).await;
+    assert_eq!(m.cancelled.load(Ordering::SeqCst), 1);
+    let e = engine(&server.url);
+    let mut idle = false;
+    for _ in 0..800 {
+        if e.engine_state().await.unwrap().running == 0 {
+            idle = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(idle, "llama-server is still generating for a client that left");
+    // Counted, not timed: had the server not been told, it would have generated all LONG tokens.
+    let generated = e.metrics().await.unwrap().sum("llamacpp:tokens_predicted_total").unwrap();
+    assert!(generated < f64::from(LONG), "llama-server generated {generated} tokens for a client that left");
+    let ok = client().post(&url).json(&json!({"prompt": "hi", "max_tokens": 4})).send().await.unwrap();
+    assert_eq!(ok.status(), 200, "the slot was not freed");
+    gw.shutdown();
+    gw.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_mid_run_loses_no_admitted_request() {
+    let mut server = start_server().await;
+    let mut gw = gateway_for(&server.url, 2).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let body = json!({"prompt": "hello", "max_tokens": LONG, "ignore_eos": true, "stream": true});
+        let r = client().post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let mut s = r.bytes_stream();
+        assert!(!s.next().await.unwrap().unwrap().is_empty());
+        streams.push(s);
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for mut s in streams {
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(Ok(chunk)) = s.next().await {
+            rest.extend_from_slice(&chunk);
+            assert!(Instant::now() < deadline, "the stream did not end after the server died");
+        }
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.contains("upstream_error"), "the client was not told the upstream died: {text}");
+    }
+    let r = client().post(&url).json(&json!({"prompt": "hi", "max_tokens": 4})).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("cannot connect"), "{v}");
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    assert_eq!((report.completed, report.failed, report.abandoned), (0, 3, 0), "{report:?}");
+    assert!(report.actuator.clocks_restored);
+}
