@@ -16,6 +16,8 @@ Workloads, the discrete-event runner, experiments, reports and the `energyllm` p
 pub mod calibrate;
 pub mod cli;
 pub mod cli_dataset;
+#[cfg(feature = "live")]
+pub mod cli_live;
 pub mod cli_models;
 pub mod cli_route;
 pub mod driver;

@@ -44,6 +44,14 @@ enum Command {
     /// GPUs and GPU backends on this machine: `hw info`.
     #[command(subcommand)]
     Hw(cli_hw::HwCommand),
+    /// Run the OpenAI-compatible gateway in front of vLLM, TGI or llama.cpp: queue, batch cap,
+    /// clock control by a policy (feature `live`).
+    #[cfg(feature = "live")]
+    Serve(energyllm_bench::cli_live::ServeArgs),
+    /// Replay a workload against an OpenAI-compatible endpoint and report it like `eval`
+    /// (feature `live`).
+    #[cfg(feature = "live")]
+    Loadgen(energyllm_bench::cli_live::LoadgenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +68,10 @@ fn main() -> std::process::ExitCode {
         Command::Hw(cmd) => cli_hw::run_hw(&cmd),
         Command::Route(args) => run_route(&args),
         Command::Cluster(args) => run_cluster(&args),
+        #[cfg(feature = "live")]
+        Command::Serve(args) => energyllm_bench::cli_live::run_serve(&args),
+        #[cfg(feature = "live")]
+        Command::Loadgen(args) => energyllm_bench::cli_live::run_loadgen(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

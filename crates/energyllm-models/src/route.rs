@@ -178,9 +178,8 @@ impl RouteConfig {
             if s.energy_j.iter().chain(&s.runtime_s).any(|v| !v.is_finite()) {
                 return Err(bad("energy_j/runtime_s", "must be finite numbers"));
             }
-            if !(s.min_energy_j.is_finite() && s.min_energy_j >= 0.0)
-                || !(s.min_runtime_s.is_finite() && s.min_runtime_s >= 0.0)
-            {
+            let floor_ok = |v: f64| v.is_finite() && v >= 0.0;
+            if !(floor_ok(s.min_energy_j) && floor_ok(s.min_runtime_s)) {
                 return Err(bad("min_energy_j/min_runtime_s", "must be finite and ≥ 0"));
             }
             if !s.quality.is_finite() {

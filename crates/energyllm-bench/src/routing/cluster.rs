@@ -384,7 +384,9 @@ pub fn simulate_cluster(
             InstanceRun {
                 name: i.name.clone(),
                 requests: i.routed,
-                energy_j: i.gpu.total_energy_j() - i.gated_s * (i.gpu.idle_power_w() - gated_w).max(0.0),
+                // An instance gated throughout nets to zero; clip the rounding below it.
+                energy_j: (i.gpu.total_energy_j() - i.gated_s * (i.gpu.idle_power_w() - gated_w).max(0.0))
+                    .max(0.0),
                 gated_s: i.gated_s,
             }
         })

@@ -556,29 +556,13 @@ async fn run_controller(
     let mut waiting: HashMap<RequestId, (oneshot::Sender<Arc<AtomicF64>>, Instant)> = HashMap::new();
     let mut in_flight: HashMap<RequestId, Tracked> = HashMap::new();
     let readings = Arc::clone(actuator.readings());
-    let mut last_energy = readings.energy_j.get();
-    let mut last_t = Instant::now();
+    let mut book = EnergyBook { last_t: Instant::now(), last_counter_j: readings.energy_j.get() };
     let mut decisions = controller.stats().decisions;
     // Due at time zero: the first decision.
     controller.handle(Timestamp::ZERO, Event::Tick);
     loop {
-        // Energy since the last step, split evenly over the requests in flight.
         let now = Instant::now();
-        let counter = readings.energy_j.get();
-        let de = if counter.is_finite() && last_energy.is_finite() && counter >= last_energy {
-            counter - last_energy
-        } else {
-            readings.power_w.get() * now.duration_since(last_t).as_secs_f64()
-        };
-        last_energy = counter;
-        last_t = now;
-        metrics.energy_total_j.add(de);
-        if !in_flight.is_empty() {
-            let share = de / in_flight.len() as f64;
-            for t in in_flight.values() {
-                t.energy.add(share);
-            }
-        }
+        account_energy(&mut book, now, &in_flight, &readings, &metrics);
         // Carry out the commands.
         while let Some(cmd) = controller.poll_command() {
             match cmd {
@@ -630,6 +614,8 @@ async fn run_controller(
         };
         let now = Instant::now();
         let ts = stamp(now);
+        // Book the energy up to this instant before the event changes who is in flight.
+        account_energy(&mut book, now, &in_flight, &readings, &metrics);
         match msg {
             None => controller.handle(ts, Event::Tick),
             Some(Msg::Arrival { req, go }) => {
@@ -662,6 +648,42 @@ async fn run_controller(
         }
     }
     actuator.stop()
+}
+
+/// Where the energy bookkeeping stands.
+struct EnergyBook {
+    last_t: Instant,
+    last_counter_j: f64,
+}
+
+/// Books the energy since the last step: the total from the device's counter when it has one
+/// (else power × time), and each in-flight request an even share of power × time. Power is
+/// sampled every 100 ms and the counter may move in coarser steps, so attribution integrates the
+/// latest power reading over exact event times rather than splitting counter jumps.
+fn account_energy(
+    book: &mut EnergyBook,
+    now: Instant,
+    in_flight: &HashMap<RequestId, Tracked>,
+    readings: &super::actuate::Readings,
+    metrics: &GatewayMetrics,
+) {
+    let dt = now.saturating_duration_since(book.last_t).as_secs_f64();
+    book.last_t = now;
+    let power = readings.power_w.get();
+    let de = if power.is_finite() && power > 0.0 { power * dt } else { 0.0 };
+    let counter = readings.energy_j.get();
+    if counter.is_finite() && book.last_counter_j.is_finite() {
+        metrics.energy_total_j.add((counter - book.last_counter_j).max(0.0));
+    } else {
+        metrics.energy_total_j.add(de);
+    }
+    book.last_counter_j = counter;
+    if !in_flight.is_empty() {
+        let share = de / in_flight.len() as f64;
+        for t in in_flight.values() {
+            t.energy.add(share);
+        }
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

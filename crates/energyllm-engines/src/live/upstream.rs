@@ -139,6 +139,9 @@ pub struct Completion {
     pub e2e_s: f64,
     /// The generated text.
     pub text: String,
+    /// Energy the energyllm gateway attributed to the request (`usage.energy_joules`), in joules;
+    /// `None` from a server that is not the gateway.
+    pub energy_j: Option<f64>,
 }
 
 /// A live engine over HTTP. Implements [`Engine`]; the gateway uses its pieces directly.
@@ -344,6 +347,7 @@ pub fn parse_plain(kind: EngineKind, v: &Value) -> Result<Completion, String> {
                 .and_then(Value::as_u64)
                 .ok_or("no `usage.completion_tokens` in the answer")?;
             Ok(Completion {
+                energy_j: v.pointer("/usage/energy_joules").and_then(Value::as_f64),
                 prompt_tokens: v.pointer("/usage/prompt_tokens").and_then(Value::as_u64).map(|n| n as u32),
                 output_tokens: tokens.min(u64::from(u32::MAX)) as u32,
                 text: text.to_owned(),
@@ -364,6 +368,7 @@ pub struct StreamAccumulator {
     chunks: u32,
     usage_tokens: Option<u32>,
     prompt_tokens: Option<u32>,
+    energy_j: Option<f64>,
     done: bool,
 }
 
@@ -378,6 +383,7 @@ impl StreamAccumulator {
             chunks: 0,
             usage_tokens: None,
             prompt_tokens: None,
+            energy_j: None,
             done: false,
         }
     }
@@ -424,6 +430,9 @@ impl StreamAccumulator {
                 if let Some(n) = v.pointer("/usage/prompt_tokens").and_then(Value::as_u64) {
                     self.prompt_tokens = Some(n as u32);
                 }
+                if let Some(e) = v.pointer("/usage/energy_joules").and_then(Value::as_f64) {
+                    self.energy_j = Some(e);
+                }
                 let choice = v.pointer("/choices/0");
                 choice
                     .and_then(|c| c.get("text").or_else(|| c.pointer("/delta/content")))
@@ -455,6 +464,7 @@ impl StreamAccumulator {
             token_times_s: self.times,
             e2e_s: t,
             text: self.text,
+            energy_j: self.energy_j,
         })
     }
 }
