@@ -228,7 +228,10 @@ pub fn experiments(args: &EvalArgs) -> Vec<(String, EvalArgs)> {
             "ppo:variant=fixed-batch-16",
             "ppo:variant=paper-features",
         ];
-        out.push(("ablation".to_owned(), EvalArgs { policies: methods.map(String::from).to_vec(), ..base.clone() }));
+        out.push((
+            "ablation".to_owned(),
+            EvalArgs { policies: methods.map(String::from).to_vec(), ..base.clone() },
+        ));
     }
     if matches!(table, Table::CrossModel | Table::All) {
         out.push((
@@ -322,13 +325,17 @@ pub fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
     let mut eval = args.eval.clone();
     if eval.policies.is_empty() {
         // The clairvoyant search is too slow to repeat at every point.
-        eval.policies =
-            DEFAULT_POLICIES.iter().filter(|p| !p.starts_with(crate::eval::CLAIRVOYANT)).map(|p| (*p).to_owned()).collect();
+        eval.policies = DEFAULT_POLICIES
+            .iter()
+            .filter(|p| !p.starts_with(crate::eval::CLAIRVOYANT))
+            .map(|p| (*p).to_owned())
+            .collect();
     }
     let settings = eval.settings()?;
     let rates = crate::sweep::parse_points(&args.arrival_rates, "arrival rates")?;
     let slos = crate::sweep::parse_points(&args.slo, "SLOs")?;
-    let bar = if eval.quiet { ProgressBar::hidden() } else { ProgressBar::new((rates.len() * slos.len()) as u64) };
+    let bar =
+        if eval.quiet { ProgressBar::hidden() } else { ProgressBar::new((rates.len() * slos.len()) as u64) };
     let points = crate::sweep::sweep(&settings, &rates, &slos, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     let md = crate::sweep::to_markdown(&points);
@@ -337,7 +344,8 @@ pub fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("sweep.csv"), crate::sweep::to_csv(&points))
             .with_context(|| format!("writing {}", dir.join("sweep.csv").display()))?;
-        std::fs::write(dir.join("sweep.md"), &md).with_context(|| format!("writing {}", dir.join("sweep.md").display()))?;
+        std::fs::write(dir.join("sweep.md"), &md)
+            .with_context(|| format!("writing {}", dir.join("sweep.md").display()))?;
         println!("wrote {}", dir.display());
     }
     Ok(())

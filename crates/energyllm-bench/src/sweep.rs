@@ -82,12 +82,19 @@ pub fn sweep(
 
 /// CSV of every point.
 pub fn to_csv(points: &[SweepPoint]) -> String {
-    let mut s = String::from("method,arrival_rate_rps,slo_e2e_s,energy_per_request_j,slo_attainment_pct,efficiency\n");
+    let mut s = String::from(
+        "method,arrival_rate_rps,slo_e2e_s,energy_per_request_j,slo_attainment_pct,efficiency\n",
+    );
     for p in points {
         let _ = writeln!(
             s,
             "{},{},{},{:.3},{:.3},{:.4}",
-            p.method, p.arrival_rate_rps, p.slo_e2e_s, p.energy_per_request_j, p.slo_attainment_pct, p.efficiency
+            p.method,
+            p.arrival_rate_rps,
+            p.slo_e2e_s,
+            p.energy_per_request_j,
+            p.slo_attainment_pct,
+            p.efficiency
         );
     }
     s

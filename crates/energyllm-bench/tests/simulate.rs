@@ -126,10 +126,18 @@ fn the_clairvoyant_reference_is_not_beaten_at_equal_slo_attainment_on_a_tiny_tra
     let mut s = settings(11);
     s.runs = 1;
     s.duration_s = 20.0;
-    s.policies = ["static-high", "dvfs-only", "token-aware", "throttllem", "heuristic", "fixed:freq=1005,batch=16", "clairvoyant:window_s=5"]
-        .iter()
-        .map(|p| PluginSpec::parse(p).unwrap())
-        .collect();
+    s.policies = [
+        "static-high",
+        "dvfs-only",
+        "token-aware",
+        "throttllem",
+        "heuristic",
+        "fixed:freq=1005,batch=16",
+        "clairvoyant:window_s=5",
+    ]
+    .iter()
+    .map(|p| PluginSpec::parse(p).unwrap())
+    .collect();
     let results = evaluate(&s, |_| {}).unwrap();
     let oracle = &results.last().unwrap().summary;
     assert!(oracle.method.starts_with("clairvoyant"));
