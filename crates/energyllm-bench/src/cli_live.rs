@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// The clock actuator, as NAME or NAME:key=value,… (sim, nvml:device=0, amd, …).
     #[arg(long, default_value = "sim")]
     pub actuator: String,
+    /// CUDA index of the GPU for the nvml actuator (same as --actuator nvml:device=N).
+    #[arg(long)]
+    pub gpu: Option<u32>,
     /// GPU profile: the action space (clocks) and the sim actuator's model.
     #[arg(long, default_value = "a100-40gb")]
     pub gpu_profile: String,
@@ -105,7 +108,16 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
     let policy = (plugin.build)(&spec.config, &ctx)?;
     let controller = Controller::new(setup.controller.clone(), policy)?;
 
-    let actuator = PluginSpec::parse(&args.actuator)?;
+    let mut actuator = PluginSpec::parse(&args.actuator)?;
+    if let Some(index) = args.gpu {
+        match (actuator.name.as_str(), actuator.config.as_object_mut()) {
+            ("nvml", Some(table)) => {
+                table.entry("device").or_insert(index.into());
+            }
+            ("nvml", None) => actuator.config = serde_json::json!({ "device": index }),
+            (name, _) => bail!("--gpu selects an NVIDIA GPU for the nvml actuator; `{name}` takes its device in --actuator (e.g. amd:card=…)"),
+        }
+    }
     let actuator = if actuator.name == "sim" {
         sim_actuator(&args.gpu_profile)?
     } else {
@@ -271,6 +283,13 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok((records, start.elapsed().as_secs_f64()))
     })?;
+    if !records.is_empty() && records.iter().all(|r| r.status == RequestStatus::Rejected) {
+        bail!(
+            "none of the {} requests completed; is {} up and OpenAI-compatible?",
+            records.len(),
+            args.target
+        );
+    }
     let energy: f64 = records.iter().map(|r| r.energy_j).sum();
     let totals =
         RunTotals { busy_energy_j: energy, total_energy_j: energy, elapsed_s, ..RunTotals::default() };

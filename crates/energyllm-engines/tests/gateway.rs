@@ -102,6 +102,7 @@ async fn fake_upstream() -> (String, Arc<Fake>) {
     let fake = Arc::new(Fake::default());
     let app = Router::new()
         .route("/v1/completions", post(fake_completions))
+        .route("/v1/chat/completions", post(fake_completions))
         .route("/metrics", get(fake_metrics))
         .with_state(Arc::clone(&fake));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -173,6 +174,20 @@ async fn plain_and_streaming_answers_carry_energy() {
     let report = gw.join().await.unwrap();
     assert_eq!((report.completed, report.failed, report.cancelled), (2, 0, 0));
     assert!(report.actuator.clocks_restored, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_completions_go_through_the_same_queue() {
+    let (up, fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 2, |_| {}).await;
+    let url = format!("http://{}/v1/chat/completions", gw.addr());
+    let body = json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 3, "delay_ms": 1});
+    let r = client().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-energy-joules"));
+    assert_eq!(fake.served.load(Ordering::SeqCst), 1);
+    gw.shutdown();
+    assert_eq!(gw.join().await.unwrap().completed, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,7 @@ async fn start_server() -> Server {
     assert!(
         bin.is_file() && model.is_file(),
         "llama-server ({}) or the tiny model ({}) is missing: run `cargo xtask llama-server` first \
-         (it builds both into the cache; about 13 minutes on 2 cores)",
+         (it builds both into the cache; 7 to 13 minutes on 2 cores)",
         bin.display(),
         model.display()
     );

@@ -18,6 +18,11 @@ use energyllm_core::{
 use super::prom::Metrics;
 use super::sse::SseDecoder;
 
+/// An engine name that is not one of the live engines.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown engine `{0}`; live engines: vllm, tgi, llamacpp")]
+pub struct UnknownEngine(pub String);
+
 /// Which server speaks at the other end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,14 +46,12 @@ impl EngineKind {
     }
 
     /// Parses `vllm`, `tgi` or `llamacpp` (also `llama.cpp`).
-    pub fn parse(s: &str) -> Result<Self, EngineError> {
+    pub fn parse(s: &str) -> Result<Self, UnknownEngine> {
         match s {
             "vllm" => Ok(EngineKind::Vllm),
             "tgi" => Ok(EngineKind::Tgi),
             "llamacpp" | "llama.cpp" | "llama-cpp" => Ok(EngineKind::Llamacpp),
-            _ => {
-                Err(EngineError::Protocol(format!("unknown engine `{s}`; live engines: vllm, tgi, llamacpp")))
-            }
+            _ => Err(UnknownEngine(s.to_owned())),
         }
     }
 

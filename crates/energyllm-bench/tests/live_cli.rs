@@ -1,0 +1,97 @@
+//! `energyllm serve` and `energyllm loadgen` end to end (feature `live`), without a real engine:
+//! bad flags are clear errors, the gateway answers for an unreachable upstream with 502s that
+//! loadgen reports, and SIGTERM drains and restores the clocks. Every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn energyllm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_energyllm"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kills the child on drop if a test fails before it stopped it.
+struct Reap(Child);
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    for (args, expect) in [
+        (&["serve", "--engine", "foo"][..], "unknown engine `foo`"),
+        (&["serve", "--upstream", "https://example.com"][..], "only http://"),
+        (&["serve", "--listen", "0.0.0.0:0"][..], "--public"),
+        (&["serve", "--policy", "nope"][..], "unknown policy `nope`"),
+        (&["serve", "--gpu", "1"][..], "--gpu selects"),
+        (&["loadgen", "--target", "nonsense"][..], "not a URL"),
+        (&["loadgen", "--target", "http://127.0.0.1:1", "--duration=-1"][..], "--duration"),
+    ] {
+        let out = energyllm().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn serve_answers_502_for_a_dead_upstream_and_drains_on_sigterm() {
+    let (port, dead) = (free_port(), free_port());
+    let child = energyllm()
+        .args(["serve", "--engine", "llamacpp", "--policy", "fixed:freq=1005,batch=2"])
+        .args(["--upstream", &format!("http://127.0.0.1:{dead}"), "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(port, "/health").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        assert!(Instant::now() < deadline, "the gateway did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = energyllm()
+        .args(["loadgen", "--target", &format!("http://127.0.0.1:{port}"), "--arrival-rate", "4"])
+        .args(["--duration", "1", "--timeout", "10"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("none of the") && err.contains("502"), "{err}");
+    let metrics = get(port, "/metrics").unwrap();
+    assert!(metrics.contains("energyllm_requests_failed_total"), "{metrics}");
+    assert!(!metrics.contains("energyllm_requests_failed_total 0\n"), "{metrics}");
+
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(exit.success(), "{exit}: {stderr}");
+    assert!(stderr.contains("draining") && stderr.contains("clocks restored"), "{stderr}");
+}
