@@ -125,33 +125,20 @@ pub fn simulate(
     Ok(sim.finish())
 }
 
-/// A simulated run that can be stepped: the discrete-event loop of [`simulate`], resumable at
-/// each decision when the controller is external (a training environment answers them).
-pub struct Simulation {
-    requests: Vec<Request>,
-    arrivals_end_s: f64,
-    gpu: SimGpu,
-    engine: SimEngine,
-    ctrl: Controller,
-    records: Vec<RequestRecord>,
-    timeline: Vec<TimelinePoint>,
+/// One simulated deployment's moving parts — GPU, engine and controller — and the plumbing
+/// between them that every driver needs: telemetry at decision epochs, carrying out commands,
+/// forwarding engine events. [`Simulation`] runs one; the cluster driver runs several.
+pub(crate) struct Node {
+    pub(crate) gpu: SimGpu,
+    pub(crate) engine: SimEngine,
+    pub(crate) ctrl: Controller,
     events: Vec<EngineEvent>,
-    now: Timestamp,
-    next: usize,
     last_telemetry: (Timestamp, f64),
-    steps: u64,
-    step_limit: u64,
 }
 
-impl Simulation {
-    /// A run at time zero. Without a policy, decisions come out of [`run`](Self::run) and go in
-    /// through [`apply`](Self::apply).
-    pub fn new(
-        setup: &SimSetup,
-        policy: Option<Box<dyn Policy>>,
-        requests: Vec<Request>,
-        arrivals_end_s: f64,
-    ) -> Result<Self, Error> {
+impl Node {
+    /// A deployment at time zero; without a policy, the controller is external.
+    pub(crate) fn new(setup: &SimSetup, policy: Option<Box<dyn Policy>>) -> Result<Self, Error> {
         // A tensor-parallel model runs on a group of GPUs locked to one clock.
         let gpu = SimGpu::with_count(setup.gpu.clone(), setup.model.tensor_parallel);
         let mut engine_cfg = setup.engine.clone();
@@ -165,102 +152,44 @@ impl Simulation {
             Some(p) => Controller::new(controller_cfg, p)?,
             None => Controller::external(controller_cfg)?,
         };
-        let step_limit = 200 * requests.len() as u64 * 1024 + 1_000_000;
-        Ok(Simulation {
-            records: Vec::with_capacity(requests.len()),
-            requests,
-            arrivals_end_s,
-            gpu,
-            engine,
-            ctrl,
-            timeline: Vec::new(),
-            events: Vec::new(),
-            now: Timestamp::ZERO,
-            next: 0,
-            last_telemetry: (Timestamp::ZERO, 0.0),
-            steps: 0,
-            step_limit,
-        })
+        Ok(Node { gpu, engine, ctrl, events: Vec::new(), last_telemetry: (Timestamp::ZERO, 0.0) })
     }
 
-    /// Simulated time reached.
-    pub fn now(&self) -> Timestamp {
-        self.now
-    }
-    /// The simulated GPU (energy counters, clock).
-    pub fn gpu(&self) -> &SimGpu {
-        &self.gpu
-    }
-    /// Records of the requests that have ended so far, in completion order.
-    pub fn records(&self) -> &[RequestRecord] {
-        &self.records
-    }
-    /// Whether every request has ended.
-    pub fn is_done(&self) -> bool {
-        self.next >= self.requests.len() && self.ctrl.is_idle() && self.engine.is_idle()
+    /// Whether nothing is queued, running or in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.ctrl.is_idle() && self.engine.is_idle()
     }
 
-    /// Runs events until the run is over (`None`) or, for an external controller, a decision is
-    /// due (its observation).
-    pub fn run(&mut self) -> Result<Option<Observation>, Error> {
-        while !self.is_done() {
-            self.steps += 1;
-            if self.steps > self.step_limit {
-                return Err(Error::Runaway { steps: self.steps, sim_time_s: self.now.as_secs_f64() });
-            }
-            let t_arrival = self.requests.get(self.next).map(|r| r.arrival);
-            let t_engine = self.engine.next_event_time(&self.gpu);
-            let t_ctrl = self.ctrl.poll_timeout();
-            let t = [t_arrival, t_engine, t_ctrl].into_iter().flatten().min().unwrap_or(self.now);
-            let now = self.now.max(t);
-            self.now = now;
-
-            // Engine events first (they free capacity), then arrivals, then the timer.
-            self.engine.advance(now, &mut self.gpu, &mut self.events);
-            forward(&mut self.ctrl, now, &mut self.events, &mut self.records);
-            while self.next < self.requests.len() && self.requests[self.next].arrival <= now {
-                self.ctrl.handle(now, Event::Arrival(self.requests[self.next].clone()));
-                self.next += 1;
-            }
-            if t_ctrl.is_some_and(|t| t <= now) {
-                self.gpu.advance(now);
-                let dt = now.secs_since(self.last_telemetry.0);
-                let power_w = if dt > 0.0 {
-                    (self.gpu.total_energy_j() - self.last_telemetry.1) / dt
-                } else {
-                    self.gpu.idle_power_w()
-                };
-                self.last_telemetry = (now, self.gpu.total_energy_j());
-                let telemetry =
-                    Telemetry { power_w: Some(power_w), kv_usage_frac: Some(self.engine.kv_usage_frac()) };
-                self.ctrl.handle(now, Event::Telemetry(telemetry));
-                self.ctrl.handle(now, Event::Tick);
-                self.timeline.push(TimelinePoint {
-                    time_s: now.as_secs_f64(),
-                    freq_mhz: self.ctrl.freq().0,
-                    batch_cap: self.ctrl.batch_cap(),
-                    queue_len: self.ctrl.queue_len(),
-                    running: self.ctrl.running(),
-                    power_w,
-                });
-            }
-            self.flush()?;
-            if let Some(obs) = self.ctrl.poll_decision() {
-                return Ok(Some(obs));
-            }
-        }
-        Ok(None)
+    /// Completes engine work due at `now` and forwards what happened to the controller.
+    pub(crate) fn advance_engine(&mut self, now: Timestamp, finished: &mut impl FnMut(RequestRecord)) {
+        self.engine.advance(now, &mut self.gpu, &mut self.events);
+        self.forward(now, finished);
     }
 
-    /// Answers the decision [`run`](Self::run) returned.
-    pub fn apply(&mut self, action: energyllm_core::Action) -> Result<(), Error> {
-        self.ctrl.apply(self.now, action);
-        self.flush()
+    /// The decision epoch: reports mean power since the last one and the KV use, then ticks the
+    /// controller. Returns the power reported, in watts.
+    pub(crate) fn tick(&mut self, now: Timestamp) -> f64 {
+        self.gpu.advance(now);
+        let dt = now.secs_since(self.last_telemetry.0);
+        let power_w = if dt > 0.0 {
+            (self.gpu.total_energy_j() - self.last_telemetry.1) / dt
+        } else {
+            self.gpu.idle_power_w()
+        };
+        self.last_telemetry = (now, self.gpu.total_energy_j());
+        let telemetry =
+            Telemetry { power_w: Some(power_w), kv_usage_frac: Some(self.engine.kv_usage_frac()) };
+        self.ctrl.handle(now, Event::Telemetry(telemetry));
+        self.ctrl.handle(now, Event::Tick);
+        power_w
     }
 
     /// Carries out commands until the engine has nothing more to say at `now`.
-    fn flush(&mut self) -> Result<(), Error> {
-        let now = self.now;
+    pub(crate) fn flush(
+        &mut self,
+        now: Timestamp,
+        finished: &mut impl FnMut(RequestRecord),
+    ) -> Result<(), Error> {
         loop {
             while let Some(cmd) = self.ctrl.poll_command() {
                 match cmd {
@@ -274,49 +203,154 @@ impl Simulation {
             if self.events.is_empty() {
                 return Ok(());
             }
-            forward(&mut self.ctrl, now, &mut self.events, &mut self.records);
+            self.forward(now, finished);
         }
+    }
+
+    fn forward(&mut self, now: Timestamp, finished: &mut impl FnMut(RequestRecord)) {
+        for e in self.events.drain(..) {
+            match e {
+                EngineEvent::FirstToken(id) => self.ctrl.handle(now, Event::FirstToken(id)),
+                EngineEvent::Finished(rec) => {
+                    let event = match rec.status {
+                        RequestStatus::Completed => {
+                            Event::Completed { id: rec.id, output_tokens: rec.output_tokens }
+                        }
+                        RequestStatus::Rejected => Event::Rejected(rec.id),
+                    };
+                    self.ctrl.handle(now, event);
+                    finished(rec);
+                }
+            }
+        }
+    }
+}
+
+/// A simulated run that can be stepped: the discrete-event loop of [`simulate`], resumable at
+/// each decision when the controller is external (a training environment answers them).
+pub struct Simulation {
+    requests: Vec<Request>,
+    arrivals_end_s: f64,
+    node: Node,
+    records: Vec<RequestRecord>,
+    timeline: Vec<TimelinePoint>,
+    now: Timestamp,
+    next: usize,
+    steps: u64,
+    step_limit: u64,
+}
+
+impl Simulation {
+    /// A run at time zero. Without a policy, decisions come out of [`run`](Self::run) and go in
+    /// through [`apply`](Self::apply).
+    pub fn new(
+        setup: &SimSetup,
+        policy: Option<Box<dyn Policy>>,
+        requests: Vec<Request>,
+        arrivals_end_s: f64,
+    ) -> Result<Self, Error> {
+        let node = Node::new(setup, policy)?;
+        let step_limit = 200 * requests.len() as u64 * 1024 + 1_000_000;
+        Ok(Simulation {
+            records: Vec::with_capacity(requests.len()),
+            requests,
+            arrivals_end_s,
+            node,
+            timeline: Vec::new(),
+            now: Timestamp::ZERO,
+            next: 0,
+            steps: 0,
+            step_limit,
+        })
+    }
+
+    /// Simulated time reached.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+    /// The simulated GPU (energy counters, clock).
+    pub fn gpu(&self) -> &SimGpu {
+        &self.node.gpu
+    }
+    /// Records of the requests that have ended so far, in completion order.
+    pub fn records(&self) -> &[RequestRecord] {
+        &self.records
+    }
+    /// Whether every request has ended.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.requests.len() && self.node.is_idle()
+    }
+
+    /// Runs events until the run is over (`None`) or, for an external controller, a decision is
+    /// due (its observation).
+    pub fn run(&mut self) -> Result<Option<Observation>, Error> {
+        while !self.is_done() {
+            self.steps += 1;
+            if self.steps > self.step_limit {
+                return Err(Error::Runaway { steps: self.steps, sim_time_s: self.now.as_secs_f64() });
+            }
+            let t_arrival = self.requests.get(self.next).map(|r| r.arrival);
+            let t_engine = self.node.engine.next_event_time(&self.node.gpu);
+            let t_ctrl = self.node.ctrl.poll_timeout();
+            let t = [t_arrival, t_engine, t_ctrl].into_iter().flatten().min().unwrap_or(self.now);
+            let now = self.now.max(t);
+            self.now = now;
+
+            // Engine events first (they free capacity), then arrivals, then the timer.
+            let records = &mut self.records;
+            self.node.advance_engine(now, &mut |r| records.push(r));
+            while self.next < self.requests.len() && self.requests[self.next].arrival <= now {
+                self.node.ctrl.handle(now, Event::Arrival(self.requests[self.next].clone()));
+                self.next += 1;
+            }
+            if t_ctrl.is_some_and(|t| t <= now) {
+                let power_w = self.node.tick(now);
+                let ctrl = &self.node.ctrl;
+                self.timeline.push(TimelinePoint {
+                    time_s: now.as_secs_f64(),
+                    freq_mhz: ctrl.freq().0,
+                    batch_cap: ctrl.batch_cap(),
+                    queue_len: ctrl.queue_len(),
+                    running: ctrl.running(),
+                    power_w,
+                });
+            }
+            self.flush()?;
+            if let Some(obs) = self.node.ctrl.poll_decision() {
+                return Ok(Some(obs));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Answers the decision [`run`](Self::run) returned.
+    pub fn apply(&mut self, action: energyllm_core::Action) -> Result<(), Error> {
+        self.node.ctrl.apply(self.now, action);
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        let records = &mut self.records;
+        self.node.flush(self.now, &mut |r| records.push(r))
     }
 
     /// Ends the run: idles the GPU to the end of the arrival window and totals the energy.
     pub fn finish(mut self) -> RunResult {
         let end = self.now.max(Timestamp::from_secs_f64(self.arrivals_end_s));
-        self.gpu.advance(end);
+        let gpu = &mut self.node.gpu;
+        gpu.advance(end);
         RunResult {
             records: self.records,
             totals: RunTotals {
-                busy_energy_j: self.gpu.busy_energy_j(),
-                total_energy_j: self.gpu.total_energy_j(),
+                busy_energy_j: gpu.busy_energy_j(),
+                total_energy_j: gpu.total_energy_j(),
                 elapsed_s: end.as_secs_f64(),
-                freq_switches: self.gpu.switches(),
-                stall_s: self.gpu.stall_s(),
+                freq_switches: gpu.switches(),
+                stall_s: gpu.stall_s(),
             },
-            controller: self.ctrl.stats(),
-            engine: self.engine.stats(),
+            controller: self.node.ctrl.stats(),
+            engine: self.node.engine.stats(),
             timeline: self.timeline,
-        }
-    }
-}
-
-fn forward(
-    ctrl: &mut Controller,
-    now: Timestamp,
-    events: &mut Vec<EngineEvent>,
-    records: &mut Vec<RequestRecord>,
-) {
-    for e in events.drain(..) {
-        match e {
-            EngineEvent::FirstToken(id) => ctrl.handle(now, Event::FirstToken(id)),
-            EngineEvent::Finished(rec) => {
-                let event = match rec.status {
-                    RequestStatus::Completed => {
-                        Event::Completed { id: rec.id, output_tokens: rec.output_tokens }
-                    }
-                    RequestStatus::Rejected => Event::Rejected(rec.id),
-                };
-                ctrl.handle(now, event);
-                records.push(rec);
-            }
         }
     }
 }

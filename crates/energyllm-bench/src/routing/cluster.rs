@@ -15,14 +15,11 @@
 use energyllm_core::registry::{find, PluginSpec, PolicyContext, PolicyPlugin};
 use energyllm_core::summary::percentile;
 use energyllm_core::{
-    duration_from_secs, Command, Controller, Event, PerfQuery, Request, RequestRecord, RequestStatus, Slo,
-    Telemetry, Timestamp,
+    duration_from_secs, Event, PerfQuery, Request, RequestRecord, RequestStatus, Slo, Timestamp,
 };
-use energyllm_engines::{EngineEvent, SimEngine};
-use energyllm_hw::SimGpu;
 
 use super::{InstanceView, RouteQuery, Router};
-use crate::driver::SimSetup;
+use crate::driver::{Node, SimSetup};
 use crate::workload::{sample_requests, ArrivalPattern, LengthDataset};
 use crate::Error;
 
@@ -124,11 +121,7 @@ struct Instance {
     name: String,
     slo: Slo,
     perf: std::sync::Arc<dyn energyllm_core::PerfModel>,
-    gpu: SimGpu,
-    engine: SimEngine,
-    ctrl: Controller,
-    events: Vec<EngineEvent>,
-    last_telemetry: (Timestamp, f64),
+    node: Node,
     routed: u64,
     batches: Vec<u32>,
     top_freq: energyllm_core::Mhz,
@@ -140,13 +133,7 @@ struct Instance {
 impl Instance {
     fn new(spec: &InstanceSpec, seed: u64) -> Result<Self, Error> {
         let setup = &spec.setup;
-        let gpu = SimGpu::with_count(setup.gpu.clone(), setup.model.tensor_parallel);
-        let mut engine_cfg = setup.engine.clone();
-        engine_cfg.batching = setup.controller.batching;
-        let engine = SimEngine::new(engine_cfg, setup.model.clone(), &gpu)?;
-        let mut cfg = setup.controller.clone();
-        let initial = cfg.initial_action();
-        cfg.initial = Some(energyllm_core::Action { freq: gpu.freq(), batch: initial.batch });
+        let cfg = &setup.controller;
         let plugin = find::<PolicyPlugin>(&spec.policy.name)?;
         let mut ctx = PolicyContext::new(cfg.action_space.clone(), cfg.slo, seed);
         let perf = setup.perf_model();
@@ -155,16 +142,12 @@ impl Instance {
         let slo = cfg.slo;
         let batches = cfg.action_space.batches().to_vec();
         let top_freq = cfg.action_space.max_freq();
-        let ctrl = Controller::new(cfg, policy)?;
+        let node = Node::new(setup, Some(policy))?;
         Ok(Instance {
             name: spec.name.clone(),
             slo,
             perf,
-            gpu,
-            engine,
-            ctrl,
-            events: Vec::new(),
-            last_telemetry: (Timestamp::ZERO, 0.0),
+            node,
             routed: 0,
             batches,
             top_freq,
@@ -180,10 +163,11 @@ impl Instance {
     /// and the board joules per request there.
     fn capacity(&self, est_input: f64, est_output: f64) -> (f64, f64) {
         let ctx = (est_input + est_output / 2.0).max(1.0);
-        let kv_batch = (self.engine.kv_capacity_tokens() as f64 / (est_input + est_output).max(1.0)).floor();
+        let kv_batch =
+            (self.node.engine.kv_capacity_tokens() as f64 / (est_input + est_output).max(1.0)).floor();
         let mut best = (0.0, f64::INFINITY);
         // The policy's batch cap bounds the batch whatever the engine could hold.
-        let cap = self.ctrl.batch_cap();
+        let cap = self.node.ctrl.batch_cap();
         for &b in self.batches.iter().filter(|&&b| b <= cap) {
             let p = self.perf.predict(&PerfQuery {
                 freq: self.top_freq,
@@ -202,41 +186,26 @@ impl Instance {
     }
 
     fn is_idle(&self) -> bool {
-        self.ctrl.is_idle() && self.engine.is_idle()
+        self.node.is_idle()
     }
 
     fn view(&self) -> InstanceView<'_> {
         InstanceView {
             name: &self.name,
-            queue_len: self.ctrl.queue_len(),
-            running: self.ctrl.running(),
-            batch_cap: self.ctrl.batch_cap(),
-            freq: self.ctrl.freq(),
+            queue_len: self.node.ctrl.queue_len(),
+            running: self.node.ctrl.running(),
+            batch_cap: self.node.ctrl.batch_cap(),
+            freq: self.node.ctrl.freq(),
             perf: self.perf.as_ref(),
-            idle_power_w: self.gpu.idle_power_w(),
+            idle_power_w: self.node.gpu.idle_power_w(),
             slo: self.slo,
             active: self.active,
         }
     }
 
-    fn forward(&mut self, now: Timestamp, records: &mut Vec<RequestRecord>, out_sum: &mut (f64, u64)) {
-        for e in self.events.drain(..) {
-            match e {
-                EngineEvent::FirstToken(id) => self.ctrl.handle(now, Event::FirstToken(id)),
-                EngineEvent::Finished(rec) => {
-                    let event = match rec.status {
-                        RequestStatus::Completed => {
-                            out_sum.0 += f64::from(rec.output_tokens);
-                            out_sum.1 += 1;
-                            Event::Completed { id: rec.id, output_tokens: rec.output_tokens }
-                        }
-                        RequestStatus::Rejected => Event::Rejected(rec.id),
-                    };
-                    self.ctrl.handle(now, event);
-                    records.push(rec);
-                }
-            }
-        }
+    /// Completes engine work due at `now`, recording what finished.
+    fn advance_engine(&mut self, now: Timestamp, records: &mut Vec<RequestRecord>, out_sum: &mut (f64, u64)) {
+        self.node.advance_engine(now, &mut |rec| record(rec, records, out_sum));
     }
 
     fn flush(
@@ -245,35 +214,7 @@ impl Instance {
         records: &mut Vec<RequestRecord>,
         out_sum: &mut (f64, u64),
     ) -> Result<(), Error> {
-        loop {
-            while let Some(cmd) = self.ctrl.poll_command() {
-                match cmd {
-                    Command::Dispatch(batch) => batch.into_iter().for_each(|r| self.engine.submit(now, r)),
-                    Command::SetFrequency(f) => self.engine.request_frequency(now, f, &mut self.gpu)?,
-                    Command::SetBatchCap(_) => {}
-                }
-            }
-            self.engine.advance(now, &mut self.gpu, &mut self.events);
-            if self.events.is_empty() {
-                return Ok(());
-            }
-            self.forward(now, records, out_sum);
-        }
-    }
-
-    fn tick(&mut self, now: Timestamp) {
-        self.gpu.advance(now);
-        let dt = now.secs_since(self.last_telemetry.0);
-        let power_w = if dt > 0.0 {
-            (self.gpu.total_energy_j() - self.last_telemetry.1) / dt
-        } else {
-            self.gpu.idle_power_w()
-        };
-        self.last_telemetry = (now, self.gpu.total_energy_j());
-        let telemetry =
-            Telemetry { power_w: Some(power_w), kv_usage_frac: Some(self.engine.kv_usage_frac()) };
-        self.ctrl.handle(now, Event::Telemetry(telemetry));
-        self.ctrl.handle(now, Event::Tick);
+        self.node.flush(now, &mut |rec| record(rec, records, out_sum))
     }
 
     /// Starts or ends a gated interval: gated while switched off and drained.
@@ -288,6 +229,16 @@ impl Instance {
             _ => {}
         }
     }
+}
+
+/// Keeps a finished request's record and, for a completion, its output length (the routers'
+/// estimate of output lengths is the mean of completed requests).
+fn record(rec: RequestRecord, records: &mut Vec<RequestRecord>, out_sum: &mut (f64, u64)) {
+    if rec.status == RequestStatus::Completed {
+        out_sum.0 += f64::from(rec.output_tokens);
+        out_sum.1 += 1;
+    }
+    records.push(rec);
 }
 
 /// The output length a router assumes before any request has completed.
@@ -328,14 +279,15 @@ pub fn simulate_cluster(
             return Err(Error::Runaway { steps, sim_time_s: now.as_secs_f64() });
         }
         let t_arrival = requests.get(next).map(|r| r.arrival);
-        let t_inst = inst.iter().flat_map(|i| [i.engine.next_event_time(&i.gpu), i.ctrl.poll_timeout()]);
+        let t_inst = inst
+            .iter()
+            .flat_map(|i| [i.node.engine.next_event_time(&i.node.gpu), i.node.ctrl.poll_timeout()]);
         let t_window = cluster.sizing.map(|_| next_window);
         let t = t_inst.chain([t_arrival, t_window]).flatten().min().unwrap_or(now);
         now = now.max(t);
 
         for i in inst.iter_mut() {
-            i.engine.advance(now, &mut i.gpu, &mut i.events);
-            i.forward(now, &mut records, &mut out_sum);
+            i.advance_engine(now, &mut records, &mut out_sum);
         }
         if let Some(sizing) = cluster.sizing {
             if now >= next_window {
@@ -358,15 +310,15 @@ pub fn simulate_cluster(
             target.active = true;
             target.update_gate(now);
             target.routed += 1;
-            target.ctrl.handle(now, Event::Arrival(r.clone()));
+            target.node.ctrl.handle(now, Event::Arrival(r.clone()));
             in_sum.0 += f64::from(r.input_tokens);
             in_sum.1 += 1;
             window_arrivals += 1;
             next += 1;
         }
         for i in inst.iter_mut() {
-            if i.ctrl.poll_timeout().is_some_and(|t| t <= now) {
-                i.tick(now);
+            if i.node.ctrl.poll_timeout().is_some_and(|t| t <= now) {
+                i.node.tick(now);
             }
             i.flush(now, &mut records, &mut out_sum)?;
             i.update_gate(now);
@@ -376,17 +328,18 @@ pub fn simulate_cluster(
     let instances = inst
         .iter_mut()
         .map(|i| {
-            i.gpu.advance(end);
+            i.node.gpu.advance(end);
             if let Some(since) = i.gated_since.take() {
                 i.gated_s += end.secs_since(since);
             }
-            let gated_w = cluster.sizing.map_or(0.0, |s| s.gated_power_w) * f64::from(i.gpu.count());
+            let gated_w = cluster.sizing.map_or(0.0, |s| s.gated_power_w) * f64::from(i.node.gpu.count());
             InstanceRun {
                 name: i.name.clone(),
                 requests: i.routed,
                 // An instance gated throughout nets to zero; clip the rounding below it.
-                energy_j: (i.gpu.total_energy_j() - i.gated_s * (i.gpu.idle_power_w() - gated_w).max(0.0))
-                    .max(0.0),
+                energy_j: (i.node.gpu.total_energy_j()
+                    - i.gated_s * (i.node.gpu.idle_power_w() - gated_w).max(0.0))
+                .max(0.0),
                 gated_s: i.gated_s,
             }
         })
@@ -398,7 +351,7 @@ pub fn simulate_cluster(
 fn resize(inst: &mut [Instance], sizing: &Sizing, arrivals: u64, now: Timestamp, est_in: f64, est_out: f64) {
     let projected_rps = arrivals as f64 / sizing.window_s;
     // A backlog is load the last window's arrivals do not show: count it as arriving again.
-    let backlog: usize = inst.iter().map(|i| i.ctrl.queue_len()).sum();
+    let backlog: usize = inst.iter().map(|i| i.node.ctrl.queue_len()).sum();
     let need = (projected_rps + backlog as f64 / sizing.window_s) * sizing.headroom;
     let caps: Vec<(f64, f64)> = inst.iter().map(|i| i.capacity(est_in, est_out)).collect();
     let mut order: Vec<usize> = (0..inst.len()).collect();
