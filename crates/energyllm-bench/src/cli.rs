@@ -57,6 +57,34 @@ pub enum Table {
     All,
 }
 
+/// The SLO flags every command that judges latency takes.
+#[derive(Args, Clone, Debug)]
+pub struct SloArgs {
+    /// End-to-end latency SLO, in seconds.
+    #[arg(long, default_value_t = 11.0)]
+    pub slo_e2e: f64,
+    /// Time-to-first-token SLO, in seconds (off by default).
+    #[arg(long)]
+    pub slo_ttft: Option<f64>,
+    /// Time-per-output-token SLO, in seconds (off by default).
+    #[arg(long)]
+    pub slo_tpot: Option<f64>,
+}
+
+impl SloArgs {
+    /// The SLO, with every target checked to be a positive number of seconds.
+    pub fn slo(&self) -> anyhow::Result<Slo> {
+        for (flag, v) in
+            [("--slo-e2e", Some(self.slo_e2e)), ("--slo-ttft", self.slo_ttft), ("--slo-tpot", self.slo_tpot)]
+        {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                anyhow::bail!("{flag} must be a positive number of seconds, got {v}");
+            }
+        }
+        Ok(Slo { e2e_s: self.slo_e2e, ttft_s: self.slo_ttft, tpot_s: self.slo_tpot })
+    }
+}
+
 /// Arguments of `eval`.
 #[derive(Args, Clone, Debug)]
 pub struct EvalArgs {
@@ -94,15 +122,9 @@ pub struct EvalArgs {
     /// Arrival window of each run, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub duration: f64,
-    /// End-to-end latency SLO, in seconds.
-    #[arg(long, default_value_t = 11.0)]
-    pub slo_e2e: f64,
-    /// Time-to-first-token SLO, in seconds (off by default).
-    #[arg(long)]
-    pub slo_ttft: Option<f64>,
-    /// Time-per-output-token SLO, in seconds (off by default).
-    #[arg(long)]
-    pub slo_tpot: Option<f64>,
+    /// The latency SLO.
+    #[command(flatten)]
+    pub slo: SloArgs,
     /// Independent runs per method (same workloads for every method).
     #[arg(long, default_value_t = 10)]
     pub runs: u32,
@@ -186,7 +208,7 @@ impl EvalArgs {
             None => WorkloadSource::Sampled(ArrivalPattern::parse(&self.arrival)?),
         };
         let mut setup = SimSetup::builtin(&self.gpu, &self.model)?;
-        setup.controller.slo = Slo { e2e_s: self.slo_e2e, ttft_s: self.slo_ttft, tpot_s: self.slo_tpot };
+        setup.controller.slo = self.slo.slo()?;
         setup.controller.batching = match self.batching {
             Batching::Static => BatchingMode::Static,
             Batching::Continuous => BatchingMode::Continuous,

@@ -11,12 +11,13 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 
 use energyllm_core::registry::{find, ActuatorPlugin, PluginSpec, PolicyContext, PolicyPlugin};
-use energyllm_core::{Controller, RequestRecord, RequestStatus, RunSummary, RunTotals, Slo};
+use energyllm_core::{Controller, RequestRecord, RequestStatus, RunSummary, RunTotals};
 use energyllm_engines::live::{
     gateway, sim_actuator, ActuatorSetup, EngineKind, GatewayConfig, HttpEngine, HttpEngineConfig,
 };
 use energyllm_hw::GuardConfig;
 
+use crate::cli::SloArgs;
 use crate::driver::SimSetup;
 use crate::report::markdown_table;
 use crate::workload::{sample_requests, ArrivalPattern, LengthDataset, ReadOptions};
@@ -51,15 +52,9 @@ pub struct ServeArgs {
     /// The policy, as NAME or NAME:key=value,….
     #[arg(long, default_value = "ppo")]
     pub policy: String,
-    /// End-to-end latency SLO, in seconds.
-    #[arg(long, default_value_t = 11.0)]
-    pub slo_e2e: f64,
-    /// Time-to-first-token SLO, in seconds.
-    #[arg(long)]
-    pub slo_ttft: Option<f64>,
-    /// Time-per-output-token SLO, in seconds.
-    #[arg(long)]
-    pub slo_tpot: Option<f64>,
+    /// The latency SLO.
+    #[command(flatten)]
+    pub slo: SloArgs,
     /// Seconds between decisions.
     #[arg(long, default_value_t = 1.0)]
     pub decision_interval: f64,
@@ -83,13 +78,6 @@ pub struct ServeArgs {
     pub seed: u64,
 }
 
-fn slo(e2e: f64, ttft: Option<f64>, tpot: Option<f64>) -> anyhow::Result<Slo> {
-    if !(e2e.is_finite() && e2e > 0.0) {
-        bail!("--slo-e2e must be a positive number of seconds, got {e2e}");
-    }
-    Ok(Slo { e2e_s: e2e, ttft_s: ttft, tpot_s: tpot })
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
@@ -98,7 +86,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
     let engine = EngineKind::parse(&args.engine)?;
     let mut setup = SimSetup::builtin(&args.gpu_profile, &args.model_profile)?;
-    setup.controller.slo = slo(args.slo_e2e, args.slo_ttft, args.slo_tpot)?;
+    setup.controller.slo = args.slo.slo()?;
     setup.controller.decision_interval_s = Some(args.decision_interval);
     setup.controller.validate()?;
     let spec = PluginSpec::parse(&args.policy)?;
@@ -191,15 +179,9 @@ pub struct LoadgenArgs {
     /// Seconds of arrivals.
     #[arg(long, default_value_t = 60.0)]
     pub duration: f64,
-    /// End-to-end latency SLO, in seconds.
-    #[arg(long, default_value_t = 11.0)]
-    pub slo_e2e: f64,
-    /// Time-to-first-token SLO, in seconds.
-    #[arg(long)]
-    pub slo_ttft: Option<f64>,
-    /// Time-per-output-token SLO, in seconds.
-    #[arg(long)]
-    pub slo_tpot: Option<f64>,
+    /// The latency SLO.
+    #[command(flatten)]
+    pub slo: SloArgs,
     /// Seed for arrivals and lengths (the same seed replays the same requests).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -219,7 +201,7 @@ pub struct LoadgenArgs {
 
 /// Replays the workload against the target and prints the `eval` table.
 pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
-    let slo = slo(args.slo_e2e, args.slo_ttft, args.slo_tpot)?;
+    let slo = args.slo.slo()?;
     if !(args.duration.is_finite() && args.duration > 0.0) {
         bail!("--duration must be a positive number of seconds, got {}", args.duration);
     }
