@@ -13,7 +13,7 @@ use energyllm_core::{BatchingMode, Slo};
 
 use crate::driver::SimSetup;
 use crate::eval::{evaluate, EvalSettings, WorkloadSource};
-use crate::report::{headline, markdown_table_ci, write_outputs, TABLE_NOTE};
+use crate::report::{headline, markdown_table_ci, shield_note, write_outputs, TABLE_NOTE};
 use crate::workload::{ArrivalPattern, LengthDataset, ReadOptions, Replay, Trace, TraceFormat};
 
 /// The methods `eval` compares when none are named.
@@ -305,7 +305,7 @@ fn run_one(args: &EvalArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let floor = crate::eval::energy_floor_of(&settings)?;
     let text = format!(
-        "{} × {} runs, SLO {} s end to end, {} on {}; {}:\n\n{}\n{}\n{}Energy floor (every token at its most \
+        "{} × {} runs, SLO {} s end to end, {} on {}; {}:\n\n{}\n{}\n{}{}Energy floor (every token at its most \
          efficient clock × batch, SLO ignored; no method can go below): {:.1} J/request busy, {:.1} J/request board.\n",
         settings.policies.len(),
         settings.runs,
@@ -316,6 +316,7 @@ fn run_one(args: &EvalArgs) -> anyhow::Result<()> {
         markdown_table_ci(&results),
         TABLE_NOTE,
         headline(&results),
+        shield_note(&results),
         floor.per_request_j(),
         floor.total_per_request_j()
     );

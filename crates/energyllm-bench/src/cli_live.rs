@@ -194,6 +194,9 @@ pub struct LoadgenArgs {
     /// Seconds a single request may take before it counts as rejected.
     #[arg(long, default_value_t = 600.0)]
     pub timeout: f64,
+    /// Send OpenAI chat requests (`/v1/chat/completions`) instead of plain completions.
+    #[arg(long)]
+    pub chat: bool,
     /// Directory for table.md, summary.json and requests.jsonl.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -216,6 +219,7 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
         model: args.model.clone(),
         stream: true,
         timeout_s: args.timeout,
+        chat: args.chat,
     };
     // The target speaks the OpenAI API whatever is behind it.
     let engine = HttpEngine::new(EngineKind::Vllm, config)?;

@@ -704,6 +704,23 @@ fn decode_dataset(rows: &[IterationProfileRow]) -> anyhow::Result<Dataset> {
 pub enum ModelsCommand {
     /// Describe model files and measure their accuracy on an iteration profile.
     Eval(ModelsEvalArgs),
+    /// Export a PPO policy's actor network to ONNX, for serving with `ppo:checkpoint=FILE.onnx`
+    /// or from other runtimes (feature `onnx`).
+    ExportPolicy(ExportPolicyArgs),
+}
+
+/// Arguments of `models export-policy`.
+#[derive(Args, Clone, Debug)]
+pub struct ExportPolicyArgs {
+    /// A checkpoint file (JSON, from `cargo xtask train`). Default: the shipped default.
+    #[arg(long, value_name = "FILE", conflicts_with = "variant")]
+    pub checkpoint: Option<PathBuf>,
+    /// One of the shipped ablation variants instead (paper-features, no-energy, …).
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
+    /// The ONNX file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `models eval`.
@@ -721,7 +738,45 @@ pub struct ModelsEvalArgs {
 pub fn run_models(cmd: &ModelsCommand) -> anyhow::Result<()> {
     match cmd {
         ModelsCommand::Eval(args) => run_models_eval(args),
+        ModelsCommand::ExportPolicy(args) => run_export_policy(args),
     }
+}
+
+fn run_export_policy(args: &ExportPolicyArgs) -> anyhow::Result<()> {
+    use energyllm_policy::agent::VARIANTS;
+    use energyllm_policy::Checkpoint;
+    let checkpoint = match (&args.checkpoint, &args.variant) {
+        (Some(path), _) => Checkpoint::load(path)?,
+        (None, Some(v)) => {
+            let Some((_, text)) = VARIANTS.iter().find(|(n, _)| n == v) else {
+                let known: Vec<&str> = VARIANTS.iter().map(|(n, _)| *n).collect();
+                bail!("unknown variant `{v}`; shipped variants: {}", known.join(", "));
+            };
+            Checkpoint::parse(text, v)?
+        }
+        (None, None) => Checkpoint::default_checkpoint()?,
+    };
+    export_onnx(&checkpoint, &args.out)
+}
+
+#[cfg(feature = "onnx")]
+fn export_onnx(checkpoint: &energyllm_policy::Checkpoint, out: &Path) -> anyhow::Result<()> {
+    energyllm_policy::onnx::export(checkpoint, out)?;
+    println!(
+        "wrote {} (input `observation` [1, {}], output `logits` [1, {}], {} features; serve it with \
+         --policy ppo:checkpoint={})",
+        out.display(),
+        checkpoint.actor.input_dim(),
+        checkpoint.actor.output_dim(),
+        checkpoint.spec.features.label(),
+        out.display()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "onnx"))]
+fn export_onnx(_: &energyllm_policy::Checkpoint, _: &Path) -> anyhow::Result<()> {
+    bail!("exporting to ONNX needs the `onnx` feature: cargo run -p energyllm-bench --features onnx -- models export-policy …")
 }
 
 fn model_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {

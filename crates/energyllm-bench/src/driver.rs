@@ -347,6 +347,8 @@ impl Simulation {
                 elapsed_s: end.as_secs_f64(),
                 freq_switches: gpu.switches(),
                 stall_s: gpu.stall_s(),
+                decisions: self.node.ctrl.stats().decisions,
+                shield_overrides: self.node.ctrl.stats().policy_overrides,
             },
             controller: self.node.ctrl.stats(),
             engine: self.node.engine.stats(),

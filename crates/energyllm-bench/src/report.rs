@@ -212,6 +212,31 @@ pub fn headline(results: &[MethodResult]) -> String {
     line
 }
 
+/// One line per method whose safety shield overrode decisions (the PPO issue asks that overrides
+/// be counted and reported); empty when none did.
+pub fn shield_note(results: &[MethodResult]) -> String {
+    let mut s = String::new();
+    for m in results.iter().filter(|m| m.summary.shield_overrides > 0) {
+        let _ = writeln!(
+            s,
+            "Safety shield: {} raised the policy's clock in {} of {} decisions ({:.2}%).",
+            m.summary.method,
+            m.summary.shield_overrides,
+            m.summary.decisions,
+            pct_of(m.summary.shield_overrides, m.summary.decisions)
+        );
+    }
+    s
+}
+
+fn pct_of(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
 #[derive(Serialize)]
 struct RunRow<'a> {
     run: u32,
@@ -362,4 +387,26 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), Error> {
     }
     let bytes = w.into_inner().map_err(|e| report_err(&what, e))?;
     write_file(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use energyllm_core::{RunTotals, Slo};
+
+    use super::*;
+
+    fn method(name: &str, decisions: u64, shield_overrides: u64) -> MethodResult {
+        let totals = RunTotals { decisions, shield_overrides, ..RunTotals::default() };
+        let summary = RunSummary::compute(name, &Slo::e2e(11.0), &[], &totals, 1);
+        MethodResult { summary: summary.clone(), runs: vec![summary], records: vec![], details: vec![] }
+    }
+
+    #[test]
+    fn the_shield_note_names_only_methods_it_overrode() {
+        assert_eq!(shield_note(&[method("static-high", 100, 0)]), "");
+        let note = shield_note(&[method("static-high", 100, 0), method("ppo", 400, 6)]);
+        assert_eq!(note, "Safety shield: ppo raised the policy's clock in 6 of 400 decisions (1.50%).\n");
+    }
 }

@@ -183,6 +183,9 @@ pub struct ControllerStats {
     pub time_went_back: u64,
     /// Completions for requests the controller never dispatched (ignored).
     pub unknown_completions: u64,
+    /// Decisions the policy's safety shield overrode ([`Policy::overrides`]).
+    #[serde(default)]
+    pub policy_overrides: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -484,6 +487,7 @@ impl Controller {
         match self.policy.as_mut() {
             Some(policy) => {
                 let action = policy.decide(&obs);
+                self.stats.policy_overrides = policy.overrides();
                 self.enact(now, action);
             }
             None => self.pending_decision = Some(obs),

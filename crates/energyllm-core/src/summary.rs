@@ -19,6 +19,12 @@ pub struct RunTotals {
     pub freq_switches: u64,
     /// Seconds the GPU spent stalled by clock changes.
     pub stall_s: f64,
+    /// Decision epochs (times the policy was asked).
+    #[serde(default)]
+    pub decisions: u64,
+    /// Decisions the policy's safety shield overrode.
+    #[serde(default)]
+    pub shield_overrides: u64,
 }
 
 impl RunTotals {
@@ -29,6 +35,8 @@ impl RunTotals {
         self.elapsed_s += other.elapsed_s;
         self.freq_switches += other.freq_switches;
         self.stall_s += other.stall_s;
+        self.decisions += other.decisions;
+        self.shield_overrides += other.shield_overrides;
     }
 }
 
@@ -93,6 +101,12 @@ pub struct RunSummary {
     pub stall_s: f64,
     /// Total board energy over run time, in watts.
     pub mean_power_w: f64,
+    /// Decision epochs, summed over runs.
+    #[serde(default)]
+    pub decisions: u64,
+    /// Decisions the safety shield overrode (raised the policy's clock), summed over runs.
+    #[serde(default)]
+    pub shield_overrides: u64,
 }
 
 impl RunSummary {
@@ -155,6 +169,8 @@ impl RunSummary {
             freq_switches: totals.freq_switches,
             stall_s: totals.stall_s,
             mean_power_w: per_s(totals.total_energy_j),
+            decisions: totals.decisions,
+            shield_overrides: totals.shield_overrides,
         }
     }
 }
@@ -237,8 +253,11 @@ mod tests {
             elapsed_s: 20.0,
             freq_switches: 2,
             stall_s: 0.1,
+            decisions: 40,
+            shield_overrides: 3,
         };
         let s = RunSummary::compute("m", &Slo::e2e(11.0), &records, &totals, 1);
+        assert_eq!((s.decisions, s.shield_overrides), (40, 3));
         assert_eq!(s.completed, 2);
         assert_eq!(s.rejected, 1);
         assert!((s.slo_attainment_pct - 100.0 / 3.0).abs() < 1e-9);

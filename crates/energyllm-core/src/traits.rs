@@ -70,6 +70,11 @@ pub trait Policy: Send {
     fn decide(&mut self, obs: &Observation) -> Action;
     /// Forgets state between independent runs.
     fn reset(&mut self) {}
+    /// Decisions since the last reset that a safety mechanism (PPO's shield) changed from what
+    /// the policy itself chose; 0 for policies without one.
+    fn overrides(&self) -> u64 {
+        0
+    }
 }
 
 impl<P: Policy + ?Sized> Policy for Box<P> {
@@ -81,6 +86,9 @@ impl<P: Policy + ?Sized> Policy for Box<P> {
     }
     fn reset(&mut self) {
         (**self).reset()
+    }
+    fn overrides(&self) -> u64 {
+        (**self).overrides()
     }
 }
 

@@ -18,7 +18,7 @@ use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 
 use energyllm_core::testutil::FixedPolicy;
-use energyllm_core::{Action, Controller, ControllerConfig, Mhz};
+use energyllm_core::{Action, Controller, ControllerConfig, Mhz, Observation, Policy};
 use energyllm_engines::live::{gateway, sim_actuator, EngineKind, GatewayConfig, GatewayHandle};
 
 #[derive(Default)]
@@ -355,4 +355,45 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
         client().post(&url).json(&body(false, 1, 1)).send().await.is_err(),
         "still listening after shutdown"
     );
+}
+
+/// A policy whose safety shield (here: a counter) overrides every decision.
+struct AlwaysShielded(u64);
+
+impl Policy for AlwaysShielded {
+    fn name(&self) -> &str {
+        "always-shielded"
+    }
+    fn decide(&mut self, _: &Observation) -> Action {
+        self.0 += 1;
+        Action { freq: Mhz(1410), batch: 2 }
+    }
+    fn overrides(&self) -> u64 {
+        self.0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shield_overrides_are_exported() {
+    let (up, _fake) = fake_upstream().await;
+    let mut cfg = GatewayConfig::new(EngineKind::Llamacpp, &up);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.metrics_interval_s = 0.1;
+    let ctl = ControllerConfig { decision_interval_s: Some(0.05), ..ControllerConfig::default() };
+    let ctl = Controller::new(ctl, Box::new(AlwaysShielded(0))).unwrap();
+    let mut gw = gateway::start(cfg, ctl, sim_actuator("a100-40gb").unwrap()).await.unwrap();
+    let m = Arc::clone(gw.metrics());
+    wait_for("three decisions", || m.decisions.load(Ordering::SeqCst) >= 3).await;
+    let page =
+        client().get(format!("http://{}/metrics", gw.addr())).send().await.unwrap().text().await.unwrap();
+    let line = page.lines().find(|l| l.starts_with("energyllm_shield_overrides_total ")).unwrap_or_default();
+    let overrides: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let decisions = m.decisions.load(Ordering::SeqCst);
+    // Every decision was overridden; the page may trail the live counter by the decisions since.
+    assert!(
+        overrides >= 3 && overrides <= decisions,
+        "{overrides} overrides, {decisions} decisions:\n{page}"
+    );
+    gw.shutdown();
+    gw.join().await.unwrap();
 }

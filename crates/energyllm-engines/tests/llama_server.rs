@@ -148,6 +148,24 @@ async fn the_llamacpp_adapter_completes_streams_and_reads_metrics() {
     let m = e.metrics().await.unwrap();
     assert!(m.sum("llamacpp:tokens_predicted_total").unwrap_or(0.0) >= 32.0, "{:?}", m.totals());
 
+    // The chat path, plain and streamed.
+    let chat = HttpEngine::new(
+        EngineKind::Llamacpp,
+        HttpEngineConfig { url: server.url.clone(), timeout_s: 60.0, chat: true, ..Default::default() },
+    )
+    .unwrap();
+    for stream in [false, true] {
+        let c = chat.complete(&request(2, 8, 12), stream).await.unwrap();
+        assert_eq!(c.output_tokens, 12, "chat, stream={stream}");
+    }
+    // `/slots`: the four slots (-np 4), alike, none busy now.
+    let slots = e.slots().await.unwrap();
+    assert_eq!((slots.slots, slots.busy), (4, 0), "{slots:?}");
+    assert!(slots.ctx_tokens > 0 && slots.ctx_tokens % 4 == 0 && slots.kv_usage_frac() == 0.0, "{slots:?}");
+    // The server's own time per token: llama.cpp exports totals, which give a mean.
+    let itl = e.latency().await.unwrap().itl_s.unwrap();
+    assert!(itl.count >= 56.0 && itl.mean().unwrap() > 0.0, "{itl:?}");
+
     let batch = [request(10, 4, 8), request(11, 16, 4), request(12, 1, 12)];
     let records = e.run_batch(&batch).await.unwrap();
     assert_eq!(records.iter().map(|r| r.output_tokens).collect::<Vec<_>>(), [8, 4, 12]);
@@ -190,6 +208,17 @@ async fn the_gateway_holds_the_cap_on_the_servers_own_count() {
         assert!(text.contains("\"completion_tokens\":200"), "{text}");
     }
     assert!(max_running <= 2, "llama-server ran {max_running} at once under a cap of 2");
+    // The upstream's own time per token reaches the gateway's page (scraped every 0.1 s).
+    let page_url = format!("http://{}/metrics", gw.addr());
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = client().get(&page_url).send().await.unwrap().text().await.unwrap();
+        if page.contains("energyllm_upstream_itl_seconds{stat=\"mean\"}") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(page.contains("energyllm_upstream_itl_seconds{stat=\"mean\"}"), "{page}");
     assert!(gw.metrics().max_in_flight.load(Ordering::SeqCst) <= 2);
     assert!(samples > 0);
     gw.shutdown();

@@ -23,7 +23,12 @@ data:{\"index\":3,\"token\":{\"id\":2,\"text\":\"</s>\",\"logprob\":-0.2,\"speci
 const TGI_METRICS: &str =
     "# TYPE tgi_queue_size gauge\ntgi_queue_size 4\n# TYPE tgi_batch_current_size gauge\n\
 tgi_batch_current_size 7\ntgi_batch_current_max_tokens 5120\n\
-tgi_request_duration_bucket{method=\"POST\",le=\"0.5\"} 3\n";
+tgi_request_duration_bucket{method=\"POST\",le=\"0.5\"} 3\n\
+tgi_request_mean_time_per_token_duration_bucket{le=\"0.02\"} 2\n\
+tgi_request_mean_time_per_token_duration_bucket{le=\"0.04\"} 4\n\
+tgi_request_mean_time_per_token_duration_bucket{le=\"+Inf\"} 4\n\
+tgi_request_mean_time_per_token_duration_sum 0.1\n\
+tgi_request_mean_time_per_token_duration_count 4\n";
 
 const VLLM_METRICS: &str = "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
 # TYPE vllm:num_requests_running gauge\n\
@@ -34,10 +39,17 @@ vllm:num_preemptions_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Ins
 vllm:prompt_tokens_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 123456.0\n\
 vllm:generation_tokens_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 654321.0\n\
 vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.001\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 0.0\n\
+vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.04\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 300.0\n\
+vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.1\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 720.0\n\
+vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.25\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 891.0\n\
 vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"+Inf\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 900.0\n\
 vllm:time_to_first_token_seconds_count{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 900.0\n\
 vllm:time_to_first_token_seconds_sum{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 81.0\n\
-vllm:inter_token_latency_seconds_sum{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 40.5\n";
+vllm:inter_token_latency_seconds_bucket{engine=\"0\",le=\"0.025\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 1000.0\n\
+vllm:inter_token_latency_seconds_bucket{engine=\"0\",le=\"0.05\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 2700.0\n\
+vllm:inter_token_latency_seconds_bucket{engine=\"0\",le=\"+Inf\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 2700.0\n\
+vllm:inter_token_latency_seconds_count{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 2700.0\n\
+vllm:inter_token_latency_seconds_sum{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 81.0\n";
 
 async fn replay() -> String {
     let app = Router::new()
@@ -79,6 +91,29 @@ async fn tgi_generate_stream_and_metrics_from_recorded_answers() {
 
     let s = e.engine_state().await.unwrap();
     assert_eq!((s.running, s.waiting), (7, 4));
+
+    // TGI measures time per token per request, not time to first token.
+    let latency = e.latency().await.unwrap();
+    assert_eq!(latency.ttft_s, None);
+    let itl = latency.itl_s.unwrap();
+    assert!((itl.mean().unwrap() - 0.025).abs() < 1e-12 && (itl.quantile(0.5).unwrap() - 0.02).abs() < 1e-12);
+}
+
+#[test]
+fn vllm_latency_histograms_from_a_recorded_metrics_page() {
+    let m = Metrics::parse(VLLM_METRICS).unwrap();
+    let latency = EngineKind::Vllm.latency_from_metrics(&m);
+    let ttft = latency.ttft_s.unwrap();
+    assert!((ttft.mean().unwrap() - 0.09).abs() < 1e-12);
+    // Rank 450 of 900 lies in (0.04, 0.1] with 300 below and 420 inside.
+    assert!((ttft.quantile(0.5).unwrap() - (0.04 + 0.06 * 150.0 / 420.0)).abs() < 1e-12);
+    assert_eq!(ttft.quantile(0.999), Some(0.25), "the +Inf bucket reads as the largest bound");
+    let itl = latency.itl_s.unwrap();
+    assert!((itl.mean().unwrap() - 0.03).abs() < 1e-12);
+    // vLLM before 0.11 called it time per output token.
+    let older = VLLM_METRICS.replace("inter_token_latency_seconds", "time_per_output_token_seconds");
+    let itl_old = EngineKind::Vllm.latency_from_metrics(&Metrics::parse(&older).unwrap()).itl_s.unwrap();
+    assert_eq!(itl_old, itl);
 }
 
 #[test]

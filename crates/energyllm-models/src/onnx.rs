@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use tract_onnx::pb;
+pub use tract_onnx::pb;
 use tract_onnx::prelude::{tvec, Framework, Tensor, TypedRunnableModel, *};
 
 use energyllm_core::{PerfModel, PerfPrediction, PerfQuery};
@@ -62,6 +62,12 @@ pub fn decode_proto(bytes: &[u8], name: &str) -> Result<pb::ModelProto, Error> {
     tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .map_err(|e| onnx_err(name, format!("not a valid ONNX protobuf: {e}")))
+}
+
+/// Encodes an ONNX protobuf (the inverse of [`decode_proto`]): how a graph built from `pb`
+/// types, such as an exported policy network, becomes a file.
+pub fn encode_proto(proto: &pb::ModelProto) -> Vec<u8> {
+    prost::Message::encode_to_vec(proto)
 }
 
 /// The length of the graph's first input along its last axis, when the file states it.

@@ -217,21 +217,25 @@ impl Checkpoint {
     /// simulator's `action_space_for` scales the paper's A100 clocks to an H100's range. That is
     /// what "the same policy on another GPU, no retraining" means here.
     pub fn check_space(&self, space: &ActionSpace, name: &str) -> Result<(), Error> {
-        let freqs: Vec<u32> = space.freqs().iter().map(|f| f.0).collect();
-        if freqs.len() != self.spec.freqs_mhz.len() || space.batches() != self.spec.batches.as_slice() {
-            return Err(Error::Checkpoint {
-                name: name.to_owned(),
-                reason: format!(
-                    "was trained for clocks {:?} MHz × batches {:?}, but this deployment's action space is \
-                     clocks {freqs:?} × batches {:?}; train one for it with `cargo xtask train`",
-                    self.spec.freqs_mhz,
-                    self.spec.batches,
-                    space.batches()
-                ),
-            });
-        }
-        Ok(())
+        check_space(&self.spec, space, name)
     }
+}
+
+fn check_space(spec: &PolicySpec, space: &ActionSpace, name: &str) -> Result<(), Error> {
+    let freqs: Vec<u32> = space.freqs().iter().map(|f| f.0).collect();
+    if freqs.len() != spec.freqs_mhz.len() || space.batches() != spec.batches.as_slice() {
+        return Err(Error::Checkpoint {
+            name: name.to_owned(),
+            reason: format!(
+                "was trained for clocks {:?} MHz × batches {:?}, but this deployment's action space is \
+                 clocks {freqs:?} × batches {:?}; train one for it with `cargo xtask train`",
+                spec.freqs_mhz,
+                spec.batches,
+                space.batches()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Config of the `ppo` plugin.
@@ -248,19 +252,71 @@ pub struct PpoPolicyConfig {
     pub shield_margin: Option<f64>,
     /// Sample actions from the policy instead of taking the most likely one. Default: false.
     pub sample: bool,
+    /// The features an ONNX policy without an energyllm spec reads (one trained elsewhere).
+    /// Default: token-aware. Refused for checkpoints and exported files, which state their own.
+    pub features: Option<FeatureSet>,
+}
+
+/// The actor network behind a [`PpoPolicy`]: the native MLP, or an ONNX graph run by tract.
+pub(crate) enum Network {
+    Native {
+        mlp: Mlp,
+        scratch: Scratch,
+    },
+    #[cfg(feature = "onnx")]
+    Onnx {
+        model: energyllm_models::onnx::OnnxModel,
+        out: Vec<f32>,
+    },
+}
+
+impl Network {
+    #[cfg(feature = "onnx")]
+    pub(crate) fn onnx(model: energyllm_models::onnx::OnnxModel, outputs: usize) -> Self {
+        Network::Onnx { model, out: vec![0.0; outputs] }
+    }
+
+    fn output_dim(&self) -> usize {
+        match self {
+            Network::Native { mlp, .. } => mlp.output_dim(),
+            #[cfg(feature = "onnx")]
+            Network::Onnx { out, .. } => out.len(),
+        }
+    }
+
+    /// The logits for features `x`; `None` if the runtime failed (the caller falls back).
+    fn logits(&mut self, x: &[f32]) -> Option<&[f32]> {
+        match self {
+            Network::Native { mlp, scratch } => Some(mlp.forward(x, scratch)),
+            #[cfg(feature = "onnx")]
+            Network::Onnx { model, out } => {
+                let y = model.run(x).ok()?;
+                if y.len() != out.len() {
+                    return None;
+                }
+                out.copy_from_slice(&y);
+                Some(out)
+            }
+        }
+    }
+}
+
+/// Whether `path` names an ONNX file (by its extension).
+pub fn is_onnx_path(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 /// The PPO policy at inference: features, the actor network, the mask and the shield.
 pub struct PpoPolicy {
-    actor: Mlp,
+    network: Network,
     features: FeatureSet,
     space: ActionSpace,
     mask: Vec<bool>,
     x: Vec<f32>,
     logp: Vec<f32>,
-    scratch: Scratch,
     shield: Option<Shield>,
     sample: Option<(ChaCha8Rng, u64)>,
+    fallbacks: u64,
 }
 
 impl PpoPolicy {
@@ -272,8 +328,25 @@ impl PpoPolicy {
         config: &PpoPolicyConfig,
         ctx: &PolicyContext,
     ) -> Result<Self, Error> {
-        checkpoint.check_space(&ctx.action_space, name)?;
-        let spec = &checkpoint.spec;
+        if config.features.is_some() {
+            return Err(Error::Config(format!(
+                "{name} is a checkpoint and states its own features; drop `features=` (it is for ONNX \
+                 files trained elsewhere)"
+            )));
+        }
+        let network = Network::Native { mlp: checkpoint.actor, scratch: Scratch::default() };
+        Self::with_network(checkpoint.spec, network, name, config, ctx)
+    }
+
+    /// A policy over any actor network whose widths the caller has checked against `spec`.
+    pub(crate) fn with_network(
+        spec: PolicySpec,
+        mut network: Network,
+        name: &str,
+        config: &PpoPolicyConfig,
+        ctx: &PolicyContext,
+    ) -> Result<Self, Error> {
+        check_space(&spec, &ctx.action_space, name)?;
         let shield = if config.shield.unwrap_or(spec.shield) {
             let perf = ctx.perf_model.clone().ok_or_else(|| Error::Checkpoint {
                 name: name.to_owned(),
@@ -290,21 +363,26 @@ impl PpoPolicy {
         } else {
             None
         };
-        let mut scratch = Scratch::default();
         let x = vec![0.0; spec.features.dim()];
-        // Grow the scratch buffers once so that decisions allocate nothing.
-        checkpoint.actor.forward(&x, &mut scratch);
+        // Grow the scratch buffers once so that native decisions allocate nothing.
+        network.logits(&x);
         Ok(PpoPolicy {
             features: spec.features,
             mask: spec.mask(),
-            logp: vec![0.0; checkpoint.actor.output_dim()],
+            logp: vec![0.0; network.output_dim()],
             x,
-            scratch,
+            network,
             shield,
             space: ctx.action_space.clone(),
             sample: config.sample.then(|| (ChaCha8Rng::seed_from_u64(ctx.seed), ctx.seed)),
-            actor: checkpoint.actor,
+            fallbacks: 0,
         })
+    }
+
+    /// Decisions where the network could not be run (an ONNX runtime error) and the policy took
+    /// the top clock instead; always 0 for native checkpoints.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks
     }
 
     /// Times the safety shield raised the chosen clock (0 without a shield).
@@ -312,11 +390,12 @@ impl PpoPolicy {
         self.shield.as_ref().map_or(0, Shield::overrides)
     }
 
-    /// The flat index of the network's choice for `obs`, before the shield.
-    pub fn choose(&mut self, obs: &Observation) -> usize {
+    /// The flat index of the network's choice for `obs`, before the shield; `None` when the
+    /// network could not be run.
+    pub fn choose(&mut self, obs: &Observation) -> Option<usize> {
         self.features.encode(obs, &self.space, &mut self.x);
-        let logits = self.actor.forward(&self.x, &mut self.scratch);
-        match &mut self.sample {
+        let logits = self.network.logits(&self.x)?;
+        Some(match &mut self.sample {
             None => greedy(logits, &self.mask),
             Some((rng, _)) => {
                 masked_log_softmax(logits, &self.mask, &mut self.logp);
@@ -326,13 +405,13 @@ impl PpoPolicy {
                     if self.mask[i] {
                         acc += lp.exp();
                         if u < acc {
-                            return i;
+                            return Some(i);
                         }
                     }
                 }
                 greedy(&self.logp, &self.mask)
             }
-        }
+        })
     }
 }
 
@@ -341,12 +420,21 @@ impl Policy for PpoPolicy {
         "ppo"
     }
     fn decide(&mut self, obs: &Observation) -> Action {
-        let i = self.choose(obs);
-        let action = self.space.action(i).unwrap_or(Action { freq: self.space.max_freq(), batch: 8 });
+        let fallback = Action { freq: self.space.max_freq(), batch: 8 };
+        let action = match self.choose(obs) {
+            Some(i) => self.space.action(i).unwrap_or(fallback),
+            None => {
+                self.fallbacks += 1;
+                fallback
+            }
+        };
         match &mut self.shield {
             Some(s) => s.check(obs, action),
             None => action,
         }
+    }
+    fn overrides(&self) -> u64 {
+        self.shield_overrides()
     }
     fn reset(&mut self) {
         if let Some(s) = &mut self.shield {
@@ -368,6 +456,14 @@ fn build(value: &ConfigValue, ctx: &PolicyContext) -> Result<Box<dyn Policy>, en
         (Some(_), Some(_)) => {
             return Err(plugin_error(Error::Config("give `checkpoint` or `variant`, not both".into())));
         }
+        (Some(path), None) if is_onnx_path(Path::new(path)) => {
+            #[cfg(feature = "onnx")]
+            return Ok(Box::new(crate::onnx::load(Path::new(path), &config, ctx).map_err(plugin_error)?));
+            #[cfg(not(feature = "onnx"))]
+            return Err(plugin_error(Error::Config(format!(
+                "{path} is an ONNX policy, which this build cannot run: rebuild with `--features onnx`"
+            ))));
+        }
         (Some(path), None) => (Checkpoint::load(Path::new(path)).map_err(plugin_error)?, path.clone()),
         (None, Some(v)) => {
             let Some((_, text)) = VARIANTS.iter().find(|(n, _)| n == v) else {
@@ -387,7 +483,7 @@ fn build(value: &ConfigValue, ctx: &PolicyContext) -> Result<Box<dyn Policy>, en
 inventory::submit! {
     PolicyPlugin {
         name: "ppo",
-        description: "PPO agent (token-aware state, safety shield); ppo:checkpoint=PATH,shield=false",
+        description: "PPO agent (token-aware state, safety shield); ppo:checkpoint=PATH(.json|.onnx),shield=false",
         build,
     }
 }

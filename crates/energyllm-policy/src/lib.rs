@@ -26,10 +26,12 @@ mod error;
 pub mod features;
 pub mod forecast;
 pub mod nn;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod ppo;
 pub mod shield;
 
-pub use agent::{Checkpoint, PolicySpec, PpoPolicy, PpoPolicyConfig};
+pub use agent::{is_onnx_path, Checkpoint, PolicySpec, PpoPolicy, PpoPolicyConfig};
 pub use baselines::{Fixed, FixedConfig, StaticHigh, StaticHighConfig};
 pub use env::{Env, Step};
 pub use error::Error;

@@ -58,6 +58,19 @@ pub struct Mlp {
     params: Vec<f32>,
 }
 
+/// One dense layer of an [`Mlp`], borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerView<'a> {
+    /// Inputs.
+    pub fan_in: usize,
+    /// Outputs.
+    pub fan_out: usize,
+    /// `fan_out × fan_in`, row-major.
+    pub weights: &'a [f32],
+    /// `fan_out` values.
+    pub bias: &'a [f32],
+}
+
 /// Buffers for one-sample inference, so that a decision allocates nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
@@ -162,6 +175,16 @@ impl Mlp {
             let o = offset;
             offset += w[0] * w[1] + w[1];
             (o, w[0], w[1])
+        })
+    }
+
+    /// Each layer's weights and biases, input layer first (what an exporter writes out).
+    pub fn layer_views(&self) -> impl Iterator<Item = LayerView<'_>> + '_ {
+        self.layers().map(|(off, fan_in, fan_out)| LayerView {
+            fan_in,
+            fan_out,
+            weights: &self.params[off..off + fan_in * fan_out],
+            bias: &self.params[off + fan_in * fan_out..off + fan_in * fan_out + fan_out],
         })
     }
 

@@ -84,3 +84,72 @@ impl Shield {
         Action { freq, batch: action.batch }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use energyllm_core::{Mhz, PerfPrediction, PerfQuery, Slo, Timestamp};
+
+    /// Iterations take 20 ms at 1410 MHz, scaling inversely with the clock.
+    struct InverseClock;
+    impl PerfModel for InverseClock {
+        fn name(&self) -> &str {
+            "inverse-clock"
+        }
+        fn predict(&self, q: &PerfQuery) -> PerfPrediction {
+            PerfPrediction { latency_s: 0.02 * 1410.0 / f64::from(q.freq.0), power_w: 300.0 }
+        }
+    }
+
+    fn obs(queue_len: u32, oldest_wait_s: f64) -> Observation {
+        Observation {
+            now: Timestamp::from_secs_f64(100.0),
+            queue_len,
+            queued_prompt_tokens: u64::from(queue_len) * 200,
+            queued_expected_output_tokens: 0.0,
+            running: 0,
+            kv_usage_frac: 0.1,
+            freq: Mhz(705),
+            freq_index: 0,
+            batch_cap: 8,
+            since_last_switch_s: 10.0,
+            arrival_rate_rps: 1.0,
+            oldest_wait_s,
+            mean_wait_s: oldest_wait_s,
+            recent_slo_attainment: 1.0,
+            recent_mean_latency_s: 5.0,
+            recent_power_w: 200.0,
+            // 301 tokens: 300 iterations, 6 s at the top clock, 12 s at 705 MHz.
+            mean_output_tokens: 301.0,
+            completed: 10,
+            slo: Slo::e2e(11.0),
+        }
+    }
+
+    #[test]
+    fn raises_the_clock_only_when_the_oldest_request_would_miss() {
+        let mut s = Shield::new(Arc::new(InverseClock), ActionSpace::paper(), 1.0);
+        let low = Action { freq: Mhz(705), batch: 8 };
+        // Nothing queued: nothing to protect.
+        assert_eq!(s.check(&obs(0, 0.0), low), low);
+        // 12.04 s at 705 MHz misses 11 s; the lowest clock that meets it is taken.
+        let raised = s.check(&obs(3, 0.0), low);
+        assert_eq!(raised.batch, 8);
+        assert!(raised.freq > Mhz(705) && raised.freq < Mhz(1410), "{raised:?}");
+        // One step lower would miss.
+        let freqs = ActionSpace::paper().freqs().to_vec();
+        let below = freqs[freqs.iter().position(|&f| f == raised.freq).unwrap() - 1];
+        assert!(0.02 * 1410.0 / f64::from(below.0) * 301.0 > 11.0);
+        // After a 4 s wait only the top clock is left; with a 7 s wait none meets it: top clock.
+        assert_eq!(s.check(&obs(3, 4.9), low).freq, Mhz(1410));
+        assert_eq!(s.check(&obs(3, 7.0), low).freq, Mhz(1410));
+        // A clock that meets the SLO is left alone.
+        let high = Action { freq: Mhz(1410), batch: 8 };
+        assert_eq!(s.check(&obs(3, 0.0), high), high);
+        assert_eq!(s.overrides(), 3);
+        s.reset();
+        assert_eq!(s.overrides(), 0);
+    }
+}

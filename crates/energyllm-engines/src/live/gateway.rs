@@ -46,9 +46,11 @@ use tower::{Service, ServiceExt as _};
 use energyllm_core::{Command, Controller, Event, Request, RequestId, Telemetry, Timestamp};
 
 use super::actuate::{ActuatorReport, ActuatorSetup, ActuatorThread, AtomicF64};
-use super::prom::Metrics;
+use super::prom::{Histogram, Metrics};
 use super::sse::SseDecoder;
-use super::upstream::{join_url, parse_base_url, EngineKind, StreamAccumulator};
+use super::upstream::{
+    fetch_slots, join_url, parse_base_url, EngineKind, StreamAccumulator, UpstreamLatency,
+};
 
 /// Settings of the gateway.
 #[derive(Clone, Debug)]
@@ -144,6 +146,8 @@ pub struct GatewayMetrics {
     pub decisions: AtomicU64,
     /// Clock changes commanded.
     pub freq_switches: AtomicU64,
+    /// Decisions the policy's safety shield overrode.
+    pub shield_overrides: AtomicU64,
     /// Requests answered successfully.
     pub completed: AtomicU64,
     /// Completed requests within the SLO.
@@ -162,6 +166,38 @@ pub struct GatewayMetrics {
     pub request_energy_j: AtomicF64,
     /// Requests the upstream reports running (from its `/metrics`).
     pub upstream_running: AtomicU64,
+    /// The upstream's own latency over the last scrape window that saw requests (NaN until one
+    /// has): time to first token and time between tokens, mean, p50 and p99, in seconds.
+    pub upstream_latency_s: UpstreamLatencyGauges,
+}
+
+/// Gauges of the upstream's own latency (see [`GatewayMetrics::upstream_latency_s`]).
+#[derive(Debug)]
+pub struct UpstreamLatencyGauges {
+    /// Time to first token: mean, p50, p99.
+    pub ttft: [AtomicF64; 3],
+    /// Time between output tokens: mean, p50, p99.
+    pub itl: [AtomicF64; 3],
+}
+
+impl Default for UpstreamLatencyGauges {
+    fn default() -> Self {
+        let nan = || [AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN)];
+        UpstreamLatencyGauges { ttft: nan(), itl: nan() }
+    }
+}
+
+/// The statistics behind each of [`UpstreamLatencyGauges`]' three values.
+const LATENCY_STATS: [&str; 3] = ["mean", "p50", "p99"];
+
+fn store_window(gauges: &[AtomicF64; 3], window: &Histogram) {
+    if window.count <= 0.0 {
+        return;
+    }
+    let values = [window.mean(), window.quantile(0.5), window.quantile(0.99)];
+    for (g, v) in gauges.iter().zip(values) {
+        g.set(v.unwrap_or(f64::NAN));
+    }
 }
 
 impl GatewayMetrics {
@@ -202,6 +238,12 @@ impl GatewayMetrics {
         );
         line("energyllm_power_watts", "gauge", "Board power, last sample.", power_w.to_string());
         line("energyllm_decisions_total", "counter", "Policy decisions.", g(&self.decisions).to_string());
+        line(
+            "energyllm_shield_overrides_total",
+            "counter",
+            "Decisions where the safety shield raised the policy's clock.",
+            g(&self.shield_overrides).to_string(),
+        );
         line(
             "energyllm_freq_switches_total",
             "counter",
@@ -251,6 +293,26 @@ impl GatewayMetrics {
             "Requests the upstream reports running.",
             g(&self.upstream_running).to_string(),
         );
+        for (name, what, gauges) in [
+            ("energyllm_upstream_ttft_seconds", "time to first token", &self.upstream_latency_s.ttft),
+            ("energyllm_upstream_itl_seconds", "time between output tokens", &self.upstream_latency_s.itl),
+        ] {
+            let values: Vec<(&str, f64)> = LATENCY_STATS
+                .iter()
+                .zip(gauges)
+                .map(|(k, v)| (*k, v.get()))
+                .filter(|(_, v)| v.is_finite())
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            s.push_str(&format!(
+                "# HELP {name} The upstream's own {what} over its last scrape window with requests.\n# TYPE {name} gauge\n"
+            ));
+            for (stat, v) in values {
+                s.push_str(&format!("{name}{{stat=\"{stat}\"}} {v}\n"));
+            }
+        }
         s
     }
 }
@@ -601,6 +663,7 @@ async fn run_controller(
         if d != decisions {
             decisions = d;
             metrics.decisions.store(d, Ordering::Relaxed);
+            metrics.shield_overrides.store(controller.stats().policy_overrides, Ordering::Relaxed);
             actuator.decided();
         }
         let deadline = controller.poll_timeout().map(|t| epoch + Duration::from_nanos(t.as_nanos()));
@@ -704,14 +767,39 @@ async fn poll_upstream_metrics(
     let url = join_url(&base, "metrics");
     let mut tick = tokio::time::interval(Duration::from_secs_f64(interval_s));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = UpstreamLatency::default();
+    // llama.cpp's metrics carry no KV-cache use; its `/slots` does, unless turned off.
+    let mut use_slots = engine == EngineKind::Llamacpp;
     loop {
         tick.tick().await;
         let page = match client.get(&url).timeout(Duration::from_secs(2)).send().await {
             Ok(r) if r.status().is_success() => r.text().await.ok(),
             _ => None,
         };
-        let state =
-            page.and_then(|p| Metrics::parse(&p).ok()).and_then(|m| engine.state_from_metrics(&m).ok());
+        let parsed = page.and_then(|p| Metrics::parse(&p).ok());
+        let mut state = parsed.as_ref().and_then(|m| engine.state_from_metrics(m).ok());
+        if let Some(m) = &parsed {
+            let latency = engine.latency_from_metrics(m);
+            for (now, before, gauges) in [
+                (&latency.ttft_s, &last.ttft_s, &metrics.upstream_latency_s.ttft),
+                (&latency.itl_s, &last.itl_s, &metrics.upstream_latency_s.itl),
+            ] {
+                if let Some(window) =
+                    now.as_ref().and_then(|h| h.since(before.as_ref().unwrap_or(&Histogram::default())))
+                {
+                    store_window(gauges, &window);
+                }
+            }
+            last = latency;
+        }
+        if let (true, Some(s)) = (use_slots, state.as_mut()) {
+            match fetch_slots(&client, &base).await {
+                Ok(slots) => s.kv_usage_frac = slots.kv_usage_frac(),
+                // No endpoint, or not llama.cpp's format: stop asking.
+                Err(energyllm_core::EngineError::Protocol(_)) => use_slots = false,
+                Err(_) => {}
+            }
+        }
         if let Some(s) = state {
             metrics.upstream_running.store(u64::from(s.running), Ordering::Relaxed);
         }

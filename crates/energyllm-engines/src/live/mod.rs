@@ -17,4 +17,7 @@ pub mod upstream;
 
 pub use actuate::{sim_actuator, ActuatorSetup, AtomicF64};
 pub use gateway::{start, GatewayConfig, GatewayError, GatewayHandle, GatewayMetrics, GatewayReport};
-pub use upstream::{Completion, EngineKind, HttpEngine, HttpEngineConfig};
+pub use prom::{Histogram, Metrics};
+pub use upstream::{
+    fetch_slots, Completion, EngineKind, HttpEngine, HttpEngineConfig, SlotsState, UpstreamLatency,
+};

@@ -80,6 +80,93 @@ impl Metrics {
     }
 }
 
+/// A Prometheus histogram (`NAME_bucket{le=…}`, `NAME_sum`, `NAME_count`), its label sets
+/// other than `le` added together. Bucket counts are cumulative, as exposed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    /// `(upper bound, observations ≤ bound)`, by increasing bound; the last bound is `+Inf`.
+    pub buckets: Vec<(f64, f64)>,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: f64,
+}
+
+impl Histogram {
+    /// The observations made after `earlier` (a previous scrape of the same histogram): what a
+    /// window between two scrapes saw. `None` if the bucket layouts differ or a counter went
+    /// down (the server restarted).
+    pub fn since(&self, earlier: &Histogram) -> Option<Histogram> {
+        if earlier.buckets.is_empty() {
+            return Some(self.clone());
+        }
+        if self.buckets.len() != earlier.buckets.len() || self.count < earlier.count {
+            return None;
+        }
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        for (&(le, n), &(le0, n0)) in self.buckets.iter().zip(&earlier.buckets) {
+            if le != le0 || n < n0 {
+                return None;
+            }
+            buckets.push((le, n - n0));
+        }
+        Some(Histogram { buckets, sum: self.sum - earlier.sum, count: self.count - earlier.count })
+    }
+
+    /// Mean observation, if there is any.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0.0).then(|| self.sum / self.count)
+    }
+
+    /// The `q` quantile (0–1), interpolated linearly inside its bucket as Prometheus'
+    /// `histogram_quantile` does; the lower edge of the first bucket is 0, and a quantile that
+    /// falls in the `+Inf` bucket is the largest finite bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if !(0.0..=1.0).contains(&q) || self.count <= 0.0 {
+            return None;
+        }
+        let rank = q * self.count;
+        let (mut lo, mut below, mut finite) = (0.0, 0.0, false);
+        for &(le, n) in &self.buckets {
+            if n >= rank && n > below {
+                if le.is_infinite() {
+                    // Only a +Inf bucket (totals, no distribution): no quantile to tell.
+                    return finite.then_some(lo);
+                }
+                return Some(lo + (le - lo) * (rank - below) / (n - below));
+            }
+            if le.is_finite() {
+                lo = le;
+                finite = true;
+            }
+            below = n;
+        }
+        Some(lo)
+    }
+}
+
+impl Metrics {
+    /// The histogram `name`, or `None` if the page has no `name_bucket` samples.
+    pub fn histogram(&self, name: &str) -> Option<Histogram> {
+        let bucket = format!("{name}_bucket");
+        let mut by_le: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for s in self.samples.iter().filter(|s| s.name == bucket) {
+            let le = s.labels.iter().find(|(k, _)| k == "le").and_then(|(_, v)| parse_value(v))?;
+            // f64 bounds as ordered keys: every bound is ≥ 0 here, where the bit pattern orders.
+            let entry = by_le.entry(le.max(0.0).to_bits()).or_insert((le, 0.0));
+            entry.1 += s.value;
+        }
+        if by_le.is_empty() {
+            return None;
+        }
+        Some(Histogram {
+            buckets: by_le.into_values().collect(),
+            sum: self.sum(&format!("{name}_sum")).unwrap_or(0.0),
+            count: self.sum(&format!("{name}_count")).unwrap_or(0.0),
+        })
+    }
+}
+
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == ':'
 }
@@ -177,6 +264,41 @@ mod tests {
         assert_eq!(m.sum("plain"), Some(0.001));
         assert_eq!(m.sum("absent"), None);
         assert_eq!(m.first_of(&["absent", "plain"]), Some(0.001));
+    }
+
+    #[test]
+    fn histograms_merge_label_sets_and_give_quantiles() {
+        let page = "vllm:time_to_first_token_seconds_bucket{le=\"0.1\",model_name=\"a\"} 2\n\
+                    vllm:time_to_first_token_seconds_bucket{le=\"0.5\",model_name=\"a\"} 6\n\
+                    vllm:time_to_first_token_seconds_bucket{le=\"+Inf\",model_name=\"a\"} 8\n\
+                    vllm:time_to_first_token_seconds_bucket{le=\"0.1\",model_name=\"b\"} 0\n\
+                    vllm:time_to_first_token_seconds_bucket{le=\"0.5\",model_name=\"b\"} 2\n\
+                    vllm:time_to_first_token_seconds_bucket{le=\"+Inf\",model_name=\"b\"} 2\n\
+                    vllm:time_to_first_token_seconds_sum{model_name=\"a\"} 3.0\n\
+                    vllm:time_to_first_token_seconds_sum{model_name=\"b\"} 0.6\n\
+                    vllm:time_to_first_token_seconds_count{model_name=\"a\"} 8\n\
+                    vllm:time_to_first_token_seconds_count{model_name=\"b\"} 2\n";
+        let h = Metrics::parse(page).unwrap().histogram("vllm:time_to_first_token_seconds").unwrap();
+        assert_eq!(h.buckets, vec![(0.1, 2.0), (0.5, 8.0), (f64::INFINITY, 10.0)]);
+        assert_eq!(h.count, 10.0);
+        assert!((h.mean().unwrap() - 0.36).abs() < 1e-12);
+        // Rank 5 of 10 lies in (0.1, 0.5] with 2 below and 6 inside: 0.1 + 0.4 × 3/6.
+        assert!((h.quantile(0.5).unwrap() - 0.3).abs() < 1e-12);
+        assert!((h.quantile(0.1).unwrap() - 0.05).abs() < 1e-12);
+        // In the +Inf bucket: the largest finite bound.
+        assert_eq!(h.quantile(0.99), Some(0.5));
+        assert_eq!(h.quantile(1.5), None);
+
+        let earlier =
+            Histogram { buckets: vec![(0.1, 2.0), (0.5, 4.0), (f64::INFINITY, 4.0)], sum: 0.8, count: 4.0 };
+        let window = h.since(&earlier).unwrap();
+        assert_eq!(window.buckets, vec![(0.1, 0.0), (0.5, 4.0), (f64::INFINITY, 6.0)]);
+        assert!((window.mean().unwrap() - 2.8 / 6.0).abs() < 1e-12);
+        // A restarted server (counts went down) gives no window.
+        assert_eq!(earlier.since(&h), None);
+        assert_eq!(Metrics::parse("x 1\n").unwrap().histogram("x"), None);
+        let totals_only = Histogram { buckets: vec![(f64::INFINITY, 4.0)], sum: 2.0, count: 4.0 };
+        assert_eq!((totals_only.mean(), totals_only.quantile(0.5)), (Some(0.5), None));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use energyllm_core::{
     BoxFuture, ConfigValue, Engine, EngineError, EngineState, Request, RequestRecord, RequestStatus,
 };
 
-use super::prom::Metrics;
+use super::prom::{Histogram, Metrics};
 use super::sse::SseDecoder;
 
 /// An engine name that is not one of the live engines.
@@ -106,6 +106,121 @@ impl EngineKind {
     }
 }
 
+/// Latency as the upstream measured it itself, from its `/metrics` page: cumulative histograms
+/// (take [`Histogram::since`] of two scrapes for a window).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpstreamLatency {
+    /// Time to first token, in seconds (vLLM `vllm:time_to_first_token_seconds`; TGI and
+    /// llama.cpp export none).
+    pub ttft_s: Option<Histogram>,
+    /// Time between output tokens, in seconds: vLLM `vllm:inter_token_latency_seconds`
+    /// (`vllm:time_per_output_token_seconds` before 0.11), TGI
+    /// `tgi_request_mean_time_per_token_duration`; llama.cpp exports only the totals
+    /// `llamacpp:tokens_predicted_seconds_total` / `llamacpp:tokens_predicted_total`, which give
+    /// a mean and no quantiles.
+    pub itl_s: Option<Histogram>,
+}
+
+impl EngineKind {
+    /// The upstream's own latency histograms (see [`UpstreamLatency`]).
+    pub fn latency_from_metrics(self, m: &Metrics) -> UpstreamLatency {
+        match self {
+            EngineKind::Vllm => UpstreamLatency {
+                ttft_s: m.histogram("vllm:time_to_first_token_seconds"),
+                itl_s: m
+                    .histogram("vllm:inter_token_latency_seconds")
+                    .or_else(|| m.histogram("vllm:time_per_output_token_seconds")),
+            },
+            EngineKind::Tgi => UpstreamLatency {
+                ttft_s: None,
+                itl_s: m.histogram("tgi_request_mean_time_per_token_duration"),
+            },
+            EngineKind::Llamacpp => {
+                let totals = m
+                    .sum("llamacpp:tokens_predicted_seconds_total")
+                    .zip(m.sum("llamacpp:tokens_predicted_total"));
+                UpstreamLatency {
+                    ttft_s: None,
+                    itl_s: totals.map(|(sum, count)| Histogram {
+                        buckets: vec![(f64::INFINITY, count)],
+                        sum,
+                        count,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// llama.cpp's `/slots`: how many slots are busy and how much of their context they hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SlotsState {
+    /// Slots (the server's `-np`).
+    pub slots: u32,
+    /// Slots processing a request.
+    pub busy: u32,
+    /// Tokens held by busy slots (prompt + generated so far).
+    pub used_tokens: u64,
+    /// Context size summed over all slots, in tokens.
+    pub ctx_tokens: u64,
+}
+
+impl SlotsState {
+    /// Parses the `/slots` answer: a list of `{id, n_ctx, is_processing, n_prompt_tokens,
+    /// next_token: [{n_decoded}]}` objects (the task fields are absent on a slot that never ran).
+    pub fn parse(v: &Value) -> Result<Self, String> {
+        let list = v.as_array().ok_or("`/slots` did not answer a list of slots")?;
+        let mut s = SlotsState::default();
+        for (i, slot) in list.iter().enumerate() {
+            let n_ctx = slot
+                .get("n_ctx")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("slot {i} of `/slots` has no `n_ctx`"))?;
+            s.slots += 1;
+            s.ctx_tokens += n_ctx;
+            if slot.get("is_processing").and_then(Value::as_bool).unwrap_or(false) {
+                s.busy += 1;
+                let prompt = slot.get("n_prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+                let decoded = slot.pointer("/next_token/0/n_decoded").and_then(Value::as_u64).unwrap_or(0);
+                s.used_tokens += (prompt + decoded).min(n_ctx);
+            }
+        }
+        Ok(s)
+    }
+
+    /// The fraction of the slots' context in use, 0–1 (llama.cpp's stand-in for KV-cache use).
+    /// With a unified KV cache (`--kv-unified`) every slot reports the whole context, so this
+    /// reads low by the slot count; llama.cpp does not say which mode it runs.
+    pub fn kv_usage_frac(&self) -> f64 {
+        if self.ctx_tokens == 0 {
+            0.0
+        } else {
+            (self.used_tokens as f64 / self.ctx_tokens as f64).clamp(0.0, 1.0)
+        }
+    }
+}
+
+/// Fetches and parses llama.cpp's `/slots` (on by default; `--no-slots` turns it off, and the
+/// server then answers 501). A server without the endpoint, or with another answer format, is a
+/// `Protocol` error; one that cannot be reached is `Unavailable`.
+pub async fn fetch_slots(client: &reqwest::Client, base: &reqwest::Url) -> Result<SlotsState, EngineError> {
+    let url = join_url(base, "slots");
+    let resp = client
+        .get(&url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map_err(|e| transport_error(&url, &e))?;
+    if !resp.status().is_success() {
+        return Err(EngineError::Protocol(format!(
+            "{url} answered {} (a llama-server started with --no-slots has no slots endpoint)",
+            resp.status()
+        )));
+    }
+    let v: Value = resp.json().await.map_err(|e| EngineError::Protocol(format!("{url}: {e}")))?;
+    SlotsState::parse(&v).map_err(|m| EngineError::Protocol(format!("{url}: {m}")))
+}
+
 /// Settings of an [`HttpEngine`] (the engine plugins' config).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,11 +234,21 @@ pub struct HttpEngineConfig {
     pub stream: bool,
     /// Seconds to wait for a whole request. Default: 600.
     pub timeout_s: f64,
+    /// Send OpenAI chat requests (`/v1/chat/completions`, the prompt as one user message)
+    /// instead of plain completions. The server's chat template adds its own tokens to the
+    /// prompt, so prompt lengths grow by a few tokens. Ignored for TGI. Default: false.
+    pub chat: bool,
 }
 
 impl Default for HttpEngineConfig {
     fn default() -> Self {
-        HttpEngineConfig { url: "http://127.0.0.1:8000".into(), model: None, stream: true, timeout_s: 600.0 }
+        HttpEngineConfig {
+            url: "http://127.0.0.1:8000".into(),
+            model: None,
+            stream: true,
+            timeout_s: 600.0,
+            chat: false,
+        }
     }
 }
 
@@ -236,7 +361,6 @@ impl HttpEngine {
             ),
             EngineKind::Vllm | EngineKind::Llamacpp => {
                 let mut body = json!({
-                    "prompt": prompt,
                     "max_tokens": req.output_tokens,
                     "ignore_eos": true,
                     "stream": stream,
@@ -247,7 +371,13 @@ impl HttpEngine {
                 if let Some(m) = &self.config.model {
                     body["model"] = json!(m);
                 }
-                ("v1/completions".to_owned(), body)
+                if self.config.chat {
+                    body["messages"] = json!([{"role": "user", "content": prompt}]);
+                    ("v1/chat/completions".to_owned(), body)
+                } else {
+                    body["prompt"] = json!(prompt);
+                    ("v1/completions".to_owned(), body)
+                }
             }
         }
     }
@@ -311,9 +441,27 @@ impl HttpEngine {
         Metrics::parse(&text).map_err(|e| EngineError::Protocol(format!("{url}: {e}")))
     }
 
-    /// The server's state, from `/metrics`.
+    /// The server's state, from `/metrics` (and for llama.cpp, whose metrics carry no KV-cache
+    /// use, from `/slots` when it answers).
     pub async fn engine_state(&self) -> Result<EngineState, EngineError> {
-        self.kind.state_from_metrics(&self.metrics().await?)
+        let m = self.metrics().await?;
+        let mut state = self.kind.state_from_metrics(&m)?;
+        if self.kind == EngineKind::Llamacpp && m.sum("llamacpp:kv_cache_usage_ratio").is_none() {
+            if let Ok(slots) = fetch_slots(&self.client, &self.base).await {
+                state.kv_usage_frac = slots.kv_usage_frac();
+            }
+        }
+        Ok(state)
+    }
+
+    /// The server's own latency histograms, from `/metrics`.
+    pub async fn latency(&self) -> Result<UpstreamLatency, EngineError> {
+        Ok(self.kind.latency_from_metrics(&self.metrics().await?))
+    }
+
+    /// llama.cpp's `/slots` (see [`fetch_slots`]).
+    pub async fn slots(&self) -> Result<SlotsState, EngineError> {
+        fetch_slots(&self.client, &self.base).await
     }
 }
 
