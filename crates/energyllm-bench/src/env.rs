@@ -84,8 +84,14 @@ impl Default for RewardConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServingEnvConfig {
-    /// Built-in GPU profile. Default `a100-40gb`.
+    /// Built-in GPU profile. Default `a100-40gb`. The policy spec (and so the checkpoint) is
+    /// this GPU's action space.
     pub gpu: String,
+    /// More GPU profiles to draw episodes on (domain randomisation): each episode runs on `gpu`
+    /// or one of these, uniformly. Their action spaces must have `gpu`'s shape; the agent picks
+    /// a clock *level*, which is how a checkpoint is deployed on another GPU. Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_gpus: Vec<String>,
     /// Built-in model profile. Default `llama-3.1-8b`.
     pub model: String,
     /// Bundled length datasets, one drawn per episode. Default `["sharegpt-like"]`.
@@ -114,6 +120,7 @@ impl Default for ServingEnvConfig {
     fn default() -> Self {
         ServingEnvConfig {
             gpu: "a100-40gb".into(),
+            extra_gpus: Vec::new(),
             model: "llama-3.1-8b".into(),
             datasets: vec!["sharegpt-like".into()],
             rate_rps: [0.6, 1.2],
@@ -145,14 +152,21 @@ impl ServingEnvConfig {
     }
 }
 
+/// One GPU episodes may run on: its deployment, action space and shield.
+struct Deployment {
+    setup: SimSetup,
+    space: ActionSpace,
+    shield: Option<Shield>,
+}
+
 /// See the [module docs](self).
 pub struct ServingEnv {
     config: ServingEnvConfig,
-    setup: SimSetup,
+    deployments: Vec<Deployment>,
+    /// The deployment of the current episode.
+    current: usize,
     datasets: Vec<LengthDataset>,
-    space: ActionSpace,
     mask: Vec<bool>,
-    shield: Option<Shield>,
     sim: Option<Simulation>,
     obs: Option<Observation>,
     slo: Slo,
@@ -177,25 +191,44 @@ impl ServingEnv {
         if config.datasets.is_empty() {
             return Err(Error::Setting("env: name at least one dataset".into()));
         }
-        let setup = SimSetup::builtin(&config.gpu, &config.model)?;
+        let deployments = std::iter::once(&config.gpu)
+            .chain(&config.extra_gpus)
+            .map(|gpu| {
+                let setup = SimSetup::builtin(gpu, &config.model)?;
+                let space = setup.controller.action_space.clone();
+                let shield = config
+                    .shield
+                    .then(|| Shield::new(setup.perf_model(), space.clone(), config.shield_margin));
+                Ok(Deployment { setup, space, shield })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let primary = &deployments[0].space;
+        for (gpu, d) in config.extra_gpus.iter().zip(&deployments[1..]) {
+            if d.space.freqs().len() != primary.freqs().len() || d.space.batches() != primary.batches() {
+                return Err(Error::Setting(format!(
+                    "env: extra GPU `{gpu}` has {} clocks × batches {:?}, but `{}` has {} × {:?}; \
+                     one policy needs one action-space shape",
+                    d.space.freqs().len(),
+                    d.space.batches(),
+                    config.gpu,
+                    primary.freqs().len(),
+                    primary.batches()
+                )));
+            }
+        }
         let datasets =
             config.datasets.iter().map(|d| LengthDataset::builtin(d)).collect::<Result<Vec<_>, _>>()?;
-        let space = setup.controller.action_space.clone();
-        let spec = config.spec(&space);
-        let mask = spec.mask();
+        let mask = config.spec(primary).mask();
         if !mask.contains(&true) {
             return Err(Error::Setting("env: the allowed clocks × batches leave no action".into()));
         }
-        let shield =
-            config.shield.then(|| Shield::new(setup.perf_model(), space.clone(), config.shield_margin));
         Ok(ServingEnv {
             features: vec![0.0; config.features.dim()],
             config,
-            setup,
+            deployments,
+            current: 0,
             datasets,
-            space,
             mask,
-            shield,
             sim: None,
             obs: None,
             slo: Slo::default(),
@@ -205,9 +238,9 @@ impl ServingEnv {
         })
     }
 
-    /// The action space.
+    /// The action space (of the primary GPU, which the policy spec records).
     pub fn action_space(&self) -> &ActionSpace {
-        &self.space
+        &self.deployments[0].space
     }
 
     /// The configuration.
@@ -216,7 +249,8 @@ impl ServingEnv {
     }
 
     fn encode(&mut self, obs: &Observation) -> Vec<f32> {
-        self.config.features.encode(obs, &self.space, &mut self.features);
+        let space = &self.deployments[self.current].space;
+        self.config.features.encode(obs, space, &mut self.features);
         self.features.clone()
     }
 }
@@ -229,11 +263,13 @@ impl Env for ServingEnv {
     }
 
     fn n_actions(&self) -> usize {
-        self.space.len()
+        self.action_space().len()
     }
 
     fn reset(&mut self, seed: u64) -> Result<Vec<f32>, Error> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Drawn only when there is a choice, so that single-GPU training keeps its episodes.
+        self.current = if self.deployments.len() > 1 { rng.gen_range(0..self.deployments.len()) } else { 0 };
         let dataset = &self.datasets[rng.gen_range(0..self.datasets.len())];
         let draw =
             |rng: &mut ChaCha8Rng, r: [f64; 2]| if r[1] > r[0] { rng.gen_range(r[0]..=r[1]) } else { r[0] };
@@ -241,10 +277,11 @@ impl Env for ServingEnv {
         self.slo = Slo::e2e(draw(&mut rng, self.config.slo_s));
         let requests =
             sample_requests(dataset, &ArrivalPattern::Poisson, rate, self.config.episode_s, rng.gen())?;
-        let mut setup = self.setup.clone();
+        let deployment = &mut self.deployments[self.current];
+        let mut setup = deployment.setup.clone();
         setup.controller.slo = self.slo;
         let mut sim = Simulation::new(&setup, None, requests, self.config.episode_s)?;
-        if let Some(s) = &mut self.shield {
+        if let Some(s) = &mut deployment.shield {
             s.reset();
         }
         (self.seen_records, self.met, self.completed) = (0, 0, 0);
@@ -264,9 +301,11 @@ impl Env for ServingEnv {
         let (Some(sim), Some(obs)) = (self.sim.as_mut(), self.obs.take()) else {
             return Ok(Step { obs: vec![0.0; self.obs_dim()], reward: 0.0, cost: 0.0, done: true });
         };
-        let chosen = self.space.action(action).filter(|_| self.mask.get(action) == Some(&true));
-        let chosen = chosen.unwrap_or(Action { freq: self.space.max_freq(), batch: 8 });
-        let applied = match &mut self.shield {
+        let deployment = &mut self.deployments[self.current];
+        let space = &deployment.space;
+        let chosen = space.action(action).filter(|_| self.mask.get(action) == Some(&true));
+        let chosen = chosen.unwrap_or(Action { freq: space.max_freq(), batch: 8 });
+        let applied = match &mut deployment.shield {
             Some(s) => s.check(&obs, chosen),
             None => chosen,
         };
@@ -314,7 +353,10 @@ impl Env for ServingEnv {
         vec![
             ("slo_attainment", self.met as f64 / n),
             ("energy_per_request_j", busy / n),
-            ("shield_overrides", self.shield.as_ref().map_or(0.0, |s| s.overrides() as f64)),
+            (
+                "shield_overrides",
+                self.deployments[self.current].shield.as_ref().map_or(0.0, |s| s.overrides() as f64),
+            ),
         ]
     }
 }
@@ -348,6 +390,29 @@ mod tests {
         });
         assert!(a.len() > 5 && a[0].len() == FeatureSet::TokenAware.dim());
         assert!(m[0].1 > 0.0 && m[0].1 <= 1.0, "{m:?}");
+    }
+
+    #[test]
+    fn extra_gpus_draw_episodes_on_each_with_its_own_clocks() {
+        let config = ServingEnvConfig {
+            episode_s: 10.0,
+            extra_gpus: vec!["h100".into()],
+            ..ServingEnvConfig::default()
+        };
+        let mut env = ServingEnv::new(config).unwrap();
+        assert_eq!(env.action_space().max_freq(), Mhz(1410), "the spec stays the A100's");
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..8 {
+            env.reset(seed).unwrap();
+            env.step(14 * 7 + 4).unwrap();
+            // Each episode's GPU keeps its own clock range (the H100's tops out above the A100's).
+            let top = env.deployments[env.current].space.max_freq();
+            assert_eq!(top > Mhz(1410), env.current == 1, "{top:?}");
+            seen.insert(env.current);
+        }
+        assert_eq!(seen.len(), 2, "both GPUs drawn over 8 episodes");
+        let bad = ServingEnvConfig { extra_gpus: vec!["tpu".into()], ..ServingEnvConfig::default() };
+        assert!(ServingEnv::new(bad).err().unwrap().to_string().contains("tpu"));
     }
 
     #[test]

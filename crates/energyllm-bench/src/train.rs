@@ -89,6 +89,10 @@ pub struct TrainArgs {
     /// Train without the safety shield in the loop.
     #[arg(long)]
     pub no_shield: bool,
+    /// More GPU profiles to draw episodes on besides the A100-40GB (domain randomisation), e.g.
+    /// `--extra-gpu h100`; the checkpoint keeps the A100's action space.
+    #[arg(long = "extra-gpu", value_name = "GPU")]
+    pub extra_gpus: Vec<String>,
     /// Parallel environments (default: the preset's).
     #[arg(long)]
     pub envs: Option<usize>,
@@ -115,6 +119,7 @@ impl TrainArgs {
             && self.fixed_clock.is_none()
             && self.fixed_batch.is_none()
             && !self.no_shield
+            && self.extra_gpus.is_empty()
             && self.envs.is_none()
     }
 
@@ -152,6 +157,7 @@ impl TrainArgs {
             shield: !self.no_shield,
             allowed_freqs_mhz: self.fixed_clock.map(|f| vec![f]),
             allowed_batches: self.fixed_batch.map(|b| vec![b]),
+            extra_gpus: self.extra_gpus.clone(),
             ..ServingEnvConfig::default()
         };
         e.reward.mode = match self.reward {
@@ -305,11 +311,12 @@ pub fn run_train(args: &TrainArgs, out: &Path) -> anyhow::Result<Checkpoint> {
         };
         serde_json::json!({
             "command": format!(
-                "cargo xtask train --total-timesteps {} --seed {} --preset {:?} --features {:?} --reward {:?}{}{}{}",
+                "cargo xtask train --total-timesteps {} --seed {} --preset {:?} --features {:?} --reward {:?}{}{}{}{}",
                 args.total_timesteps, args.seed, args.preset, args.features, args.reward,
                 args.fixed_clock.map(|f| format!(" --fixed-clock {f}")).unwrap_or_default(),
                 args.fixed_batch.map(|b| format!(" --fixed-batch {b}")).unwrap_or_default(),
-                if args.no_shield { " --no-shield" } else { "" }
+                if args.no_shield { " --no-shield" } else { "" },
+                args.extra_gpus.iter().map(|g| format!(" --extra-gpu {g}")).collect::<String>()
             ),
             "timesteps": rows.last().map_or(0, |r| r.timesteps),
             "ppo": ppo.config,
