@@ -15,7 +15,9 @@ use energyllm_core::Slo;
 
 use crate::driver::SimSetup;
 use crate::plots::{axes, escape, open, range, Frame, PALETTE};
-use crate::routing::cluster::{compare_routers, router_table, ClusterSetup, InstanceSpec, Sizing};
+use crate::routing::cluster::{
+    compare_routers, router_table, ClusterRun, ClusterSetup, InstanceSpec, RouterResult, Sizing,
+};
 use crate::routing::ROUTERS;
 use crate::workload::{ArrivalPattern, LengthDataset, ReadOptions};
 
@@ -256,7 +258,9 @@ pub fn run_route(args: &RouteArgs) -> anyhow::Result<()> {
 #[derive(Args, Clone, Debug)]
 pub struct ClusterArgs {
     /// An instance as GPU:MODEL (built-in profiles; repeat for several). A tensor-parallel model
-    /// profile (llama-2-70b-tp4) takes that many GPUs. Default: h100:llama-3.1-8b and two
+    /// profile (llama-2-70b-tp4) takes that many GPUs. GPU:MODEL|MODEL2… lists alternative
+    /// profiles that --sizing picks among each window (llama-2-70b-tp8|llama-2-70b-tp4: the
+    /// instance owns 8 GPUs and runs TP8 or TP4). Default: h100:llama-3.1-8b and two
     /// a100-40gb:llama-3.1-8b.
     #[arg(long = "instance", value_name = "GPU:MODEL")]
     pub instances: Vec<String>,
@@ -297,6 +301,13 @@ pub struct ClusterArgs {
     /// Sizing headroom (capacity kept per unit of projected load).
     #[arg(long, default_value_t = 1.5)]
     pub headroom: f64,
+    /// Seconds a gated instance needs before it serves again (also after a switch between
+    /// alternative profiles).
+    #[arg(long, value_name = "SECONDS", default_value_t = Sizing::default().wake_s)]
+    pub wake: f64,
+    /// Directory for cluster.md, cluster.json, cluster.csv and cluster.svg.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// The instances `--instance` describes (or the default trio), with the SLO and policy set.
@@ -306,23 +317,148 @@ pub fn cluster_setup(args: &ClusterArgs) -> anyhow::Result<ClusterSetup> {
     } else {
         args.instances.clone()
     };
+    anyhow::ensure!(
+        args.wake.is_finite() && args.wake >= 0.0,
+        "--wake must be a number of seconds ≥ 0, got {}",
+        args.wake
+    );
     let policy = PluginSpec::parse(&args.policy)?;
     let instances = specs
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            let (gpu, model) = spec.split_once(':').with_context(|| {
+            let (gpu, models) = spec.split_once(':').with_context(|| {
                 format!("--instance {spec}: expected GPU:MODEL, e.g. a100-40gb:llama-3.1-8b")
             })?;
-            let mut setup = SimSetup::builtin(gpu, model).with_context(|| format!("--instance {spec}"))?;
-            setup.controller.slo = Slo::e2e(args.slo_e2e);
-            setup.controller.validate()?;
-            Ok(InstanceSpec { name: format!("{i}:{gpu}/{model}"), setup, policy: policy.clone() })
+            let mut setups = models
+                .split('|')
+                .map(|model| {
+                    let model = model.trim();
+                    let mut setup =
+                        SimSetup::builtin(gpu, model).with_context(|| format!("--instance {spec}"))?;
+                    setup.controller.slo = Slo::e2e(args.slo_e2e);
+                    setup.controller.validate().with_context(|| format!("--instance {spec}"))?;
+                    Ok(setup)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            anyhow::ensure!(
+                setups.len() == 1 || args.sizing,
+                "--instance {spec}: alternative model profiles need --sizing, which picks among them each window"
+            );
+            let setup = setups.remove(0);
+            Ok(InstanceSpec {
+                name: format!("{i}:{gpu}/{models}"),
+                setup,
+                policy: policy.clone(),
+                alternatives: setups,
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let sizing =
-        args.sizing.then_some(Sizing { window_s: args.window, headroom: args.headroom, ..Sizing::default() });
+    let sizing = args.sizing.then_some(Sizing {
+        window_s: args.window,
+        headroom: args.headroom,
+        wake_s: args.wake,
+        ..Sizing::default()
+    });
     Ok(ClusterSetup { instances, sizing })
+}
+
+/// Energy per request against SLO attainment, one point per router (means over runs): up and
+/// to the left is better.
+pub fn cluster_svg(results: &[RouterResult], slo: &Slo) -> String {
+    let pts: Vec<(&str, f64, f64)> = results
+        .iter()
+        .map(|r| {
+            let n = r.runs.len().max(1) as f64;
+            let energy = r.runs.iter().map(ClusterRun::energy_per_request_j).sum::<f64>() / n;
+            let att = r.runs.iter().map(|run| run.slo_attainment_pct(slo)).sum::<f64>() / n;
+            (r.router.as_str(), energy, att)
+        })
+        .collect();
+    let f = Frame {
+        x: range(pts.iter().map(|p| p.1)),
+        y: range(pts.iter().map(|p| p.2)),
+        left: 80.0,
+        top: 40.0,
+        width: 560.0,
+        height: 380.0,
+    };
+    let mut svg = String::new();
+    open(&mut svg, 900.0, 480.0, "Cluster routing: energy per request vs SLO attainment");
+    axes(&mut svg, &f, "energy per request (J)", "SLO attainment (%)");
+    for (i, (name, energy, att)) in pts.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{color}\"/>\
+             <circle cx=\"665\" cy=\"{}\" r=\"5\" fill=\"{color}\"/><text x=\"676\" y=\"{}\">{}</text>",
+            f.px(*energy),
+            f.py(*att),
+            53 + 18 * i,
+            57 + 18 * i,
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One row per router × run: the cluster's figures, then each instance's requests, energy,
+/// gated time and time on in each setup.
+fn cluster_csv(results: &[RouterResult], slo: &Slo) -> anyhow::Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = [
+        "router",
+        "run",
+        "requests",
+        "energy_j",
+        "energy_per_request_j",
+        "slo_attainment_pct",
+        "p90_e2e_s",
+        "elapsed_s",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(first) = results.first().and_then(|r| r.runs.first()) {
+        for i in &first.instances {
+            header.extend(["requests", "energy_j", "gated_s"].map(|c| format!("{c}[{}]", i.name)));
+            header.extend(i.variant_s.iter().map(|(v, _)| format!("on_s[{}][{v}]", i.name)));
+        }
+    }
+    w.write_record(&header)?;
+    for r in results {
+        for (k, run) in r.runs.iter().enumerate() {
+            let rep = run.report(k, slo);
+            let mut row = vec![
+                r.router.clone(),
+                k.to_string(),
+                rep.requests.to_string(),
+                rep.energy_j.to_string(),
+                rep.energy_per_request_j.to_string(),
+                rep.slo_attainment_pct.to_string(),
+                rep.p90_e2e_s.to_string(),
+                rep.elapsed_s.to_string(),
+            ];
+            for i in &rep.instances {
+                row.extend([i.requests.to_string(), i.energy_j.to_string(), i.gated_s.to_string()]);
+                row.extend(i.variant_s.iter().map(|(_, s)| s.to_string()));
+            }
+            w.write_record(&row)?;
+        }
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// Per router, per run: the figures of [`ClusterRun::report`].
+fn cluster_json(results: &[RouterResult], slo: &Slo) -> anyhow::Result<String> {
+    let routers: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let runs: Vec<_> = r.runs.iter().enumerate().map(|(k, run)| run.report(k, slo)).collect();
+            serde_json::json!({ "router": r.router, "runs": runs })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&routers)?)
 }
 
 /// Runs `cluster`: the routers side by side on the same seeded workloads.
@@ -349,8 +485,9 @@ pub fn run_cluster(args: &ClusterArgs) -> anyhow::Result<()> {
         args.runs,
         args.seed,
     )?;
-    println!(
-        "{} runs × {} s at {} req/s ({}), {}; instances: {}; policy {}{}; SLO {} s end to end.\n",
+    let slo = Slo::e2e(args.slo_e2e);
+    let mut text = format!(
+        "{} runs × {} s at {} req/s ({}), {}; instances: {}; policy {}{}; SLO {} s end to end.\n\n",
         args.runs,
         args.duration,
         args.arrival_rate,
@@ -359,13 +496,29 @@ pub fn run_cluster(args: &ClusterArgs) -> anyhow::Result<()> {
         cluster.instances.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
         args.policy,
         if args.sizing {
-            format!(", sizing every {} s with headroom {}", args.window, args.headroom)
+            format!(
+                ", sizing every {} s with headroom {} and {} s wake-up",
+                args.window, args.headroom, args.wake
+            )
         } else {
             String::new()
         },
         args.slo_e2e
     );
-    print!("{}", router_table(&results, &Slo::e2e(args.slo_e2e)));
+    text.push_str(&router_table(&results, &slo));
+    print!("{text}");
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let write = |name: &str, body: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+        };
+        write("cluster.md", &text)?;
+        write("cluster.json", &cluster_json(&results, &slo)?)?;
+        write("cluster.csv", &cluster_csv(&results, &slo)?)?;
+        write("cluster.svg", &cluster_svg(&results, &slo))?;
+        println!("\nwrote {}", dir.display());
+    }
     Ok(())
 }
 
@@ -391,6 +544,35 @@ mod tests {
         let svg = route_svg(&p, &sweep);
         assert!(svg.starts_with("<svg") && svg.contains("all on llama-2-70b@a100x4"));
         assert!(route_table(&p, &sweep).lines().count() == 2 + 5);
+    }
+
+    fn cluster_args(args: &[&str]) -> ClusterArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ClusterArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("cluster").chain(args.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn an_instance_lists_alternative_profiles_and_they_need_sizing() {
+        let spec = "a100-80gb:llama-2-70b-tp8|llama-2-70b-tp4";
+        let setup = cluster_setup(&cluster_args(&["--instance", spec, "--sizing", "--wake", "12"])).unwrap();
+        let inst = &setup.instances[0];
+        assert_eq!(inst.setup.model.tensor_parallel, 8);
+        assert_eq!(inst.alternatives.len(), 1);
+        assert_eq!(inst.alternatives[0].model.tensor_parallel, 4);
+        assert_eq!(inst.alternatives[0].controller.slo, Slo::e2e(11.0));
+        assert_eq!(setup.sizing.map(|s| s.wake_s), Some(12.0));
+        let e = format!("{:#}", cluster_setup(&cluster_args(&["--instance", spec])).unwrap_err());
+        assert!(e.contains("--sizing") && e.contains(spec), "{e}");
+        let bad = "a100-80gb:llama-2-70b-tp8|llama-9";
+        let e = format!("{:#}", cluster_setup(&cluster_args(&["--instance", bad, "--sizing"])).unwrap_err());
+        assert!(e.contains(bad) && e.contains("llama-9"), "{e}");
+        assert!(cluster_setup(&cluster_args(&["--wake=-1"])).is_err());
     }
 
     #[test]

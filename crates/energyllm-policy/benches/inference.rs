@@ -41,7 +41,7 @@ fn observations() -> Vec<Observation> {
         .collect()
 }
 
-fn policy(shield: bool) -> Box<dyn Policy> {
+fn policy(config: serde_json::Value) -> Box<dyn Policy> {
     energyllm_policy::link();
     let perf = AnalyticPerfModel::new(
         ModelSpec::builtin("llama-3.1-8b").unwrap(),
@@ -50,15 +50,34 @@ fn policy(shield: bool) -> Box<dyn Policy> {
     );
     let mut ctx = PolicyContext::new(ActionSpace::paper(), Slo::e2e(11.0), 0);
     ctx.perf_model = Some(Arc::new(perf));
-    (find::<PolicyPlugin>("ppo").unwrap().build)(&json!({ "shield": shield }), &ctx).unwrap()
+    (find::<PolicyPlugin>("ppo").unwrap().build)(&config, &ctx).unwrap()
+}
+
+/// The policies timed: the native network without and with the shield, and (feature `onnx`) the
+/// same network exported to ONNX and run by tract.
+fn policies() -> Vec<(String, Box<dyn Policy>)> {
+    #[allow(unused_mut)]
+    let mut v: Vec<(String, Box<dyn Policy>)> = [false, true]
+        .into_iter()
+        .map(|shield| (format!("ppo_decide_shield_{shield}"), policy(json!({ "shield": shield }))))
+        .collect();
+    #[cfg(feature = "onnx")]
+    {
+        let path = std::env::temp_dir().join(format!("energyllm-bench-{}.onnx", std::process::id()));
+        let checkpoint = energyllm_policy::Checkpoint::default_checkpoint().unwrap();
+        energyllm_policy::onnx::export(&checkpoint, &path).unwrap();
+        let p = policy(json!({ "checkpoint": path.to_str().unwrap(), "shield": false }));
+        let _ = std::fs::remove_file(&path);
+        v.push(("ppo_onnx_decide_shield_false".into(), p));
+    }
+    v
 }
 
 fn bench(c: &mut Criterion) {
     let obs = observations();
-    for shield in [false, true] {
-        let mut p = policy(shield);
+    for (name, mut p) in policies() {
         let mut i = 0;
-        c.bench_function(&format!("ppo_decide_shield_{shield}"), |b| {
+        c.bench_function(&name, |b| {
             b.iter(|| {
                 i = (i + 1) % obs.len();
                 black_box(p.decide(black_box(&obs[i])))
@@ -69,8 +88,7 @@ fn bench(c: &mut Criterion) {
 
 fn tail() {
     let obs = observations();
-    for shield in [false, true] {
-        let mut p = policy(shield);
+    for (name, mut p) in policies() {
         let mut ns: Vec<u128> = (0..200_000)
             .map(|i| {
                 let t = Instant::now();
@@ -80,12 +98,7 @@ fn tail() {
             .collect();
         ns.sort_unstable();
         let q = |f: f64| ns[((ns.len() - 1) as f64 * f) as usize] as f64 / 1000.0;
-        println!(
-            "ppo decide (shield {shield}): p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs",
-            q(0.5),
-            q(0.99),
-            q(1.0)
-        );
+        println!("{name}: p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs", q(0.5), q(0.99), q(1.0));
     }
 }
 

@@ -11,11 +11,38 @@
 //! first, whose estimated capacity covers it with headroom. An instance switched off takes no
 //! new requests; once it has drained it is power-gated, and its idle draw over the gated time is
 //! replaced by `gated_power_w`.
+//!
+//! **Wake-up.** A gated instance switched back on (by sizing, or because a router named it) is
+//! active at once but serves only after `wake_s`: requests routed to it meanwhile wait in the
+//! instance's pending list and reach its controller when it is ready, with their arrival time
+//! kept, so their latency includes the wait. Routers see the wait
+//! ([`InstanceView::ready_in_s`](super::InstanceView)) and queued requests include the pending
+//! ones. A waking instance draws idle power: it is no longer gated.
+//!
+//! **Tensor-parallel choice** (throttLL'eM / DynamoLLM size TP per window). An instance may list
+//! alternative setups on the same GPU type, e.g. Llama-2-70B at TP8 and at TP4, and owns a pool
+//! of as many GPUs as the largest needs. Each window, every instance sizing keeps on gets the
+//! setup with the least predicted joules per request whose capacity covers the need the
+//! instances before it leave, else the one with the most capacity. A switch waits until the
+//! instance has drained — meanwhile it takes new requests only when no other instance can — and
+//! then rebuilds the instance (engine, GPU group, controller, and the policy from its spec and
+//! seed), which serves after `wake_s` (the weights are re-sharded). A lone instance therefore
+//! switches only in a lull: holding requests until it drains instead pauses it for its longest
+//! running request, which with ShareGPT-like lengths costs more SLO than the switch gains. At
+//! time zero, with no arrivals seen, an instance keeps its first setup (list the largest first
+//! to start safe). Energy stays exact: each GPU group counts only from its start, retired groups
+//! keep theirs, and pool GPUs the current setup leaves unused draw `gated_power_w`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde::Serialize;
 
 use energyllm_core::registry::{find, PluginSpec, PolicyContext, PolicyPlugin};
 use energyllm_core::summary::percentile;
 use energyllm_core::{
-    duration_from_secs, Event, PerfQuery, Request, RequestRecord, RequestStatus, Slo, Timestamp,
+    duration_from_secs, Event, Mhz, PerfModel, PerfQuery, Request, RequestRecord, RequestStatus, Slo,
+    Timestamp,
 };
 
 use super::{InstanceView, RouteQuery, Router};
@@ -28,10 +55,21 @@ use crate::Error;
 pub struct InstanceSpec {
     /// Name in tables.
     pub name: String,
-    /// GPU, model (its tensor-parallel degree sets the GPU count), engine and controller.
+    /// GPU, model (its tensor-parallel degree sets the GPU count), engine and controller; the
+    /// setup the instance starts in.
     pub setup: SimSetup,
     /// The instance's clock × batch policy.
     pub policy: PluginSpec,
+    /// Other setups on the same GPU type that sizing may switch the instance to each window
+    /// (e.g. the same model at another tensor-parallel degree); empty for a fixed instance.
+    pub alternatives: Vec<SimSetup>,
+}
+
+impl InstanceSpec {
+    /// An instance with one setup.
+    pub fn new(name: impl Into<String>, setup: SimSetup, policy: PluginSpec) -> Self {
+        InstanceSpec { name: name.into(), setup, policy, alternatives: Vec::new() }
+    }
 }
 
 /// Instance sizing and power gating.
@@ -43,11 +81,18 @@ pub struct Sizing {
     pub headroom: f64,
     /// Board power of a gated instance, per GPU, in watts. Default: 0 (switched off).
     pub gated_power_w: f64,
+    /// Seconds a gated instance needs before it serves again, and a rebuilt one after a switch
+    /// of setup. Default: 5. Gating models a deep-idle GPU whose weights stay in host memory,
+    /// not a cold start: reloading them over PCIe 4 (about 25 GB/s) takes about a second, for
+    /// the 16 GB of an 8B model as for a 70B model's 35-GB share of a TP4 group, and the
+    /// engine's warm-up (KV allocation, CUDA-graph capture) a few seconds more. A cold start
+    /// from disk takes tens of seconds: raise it to model that.
+    pub wake_s: f64,
 }
 
 impl Default for Sizing {
     fn default() -> Self {
-        Sizing { window_s: 10.0, headroom: 1.5, gated_power_w: 0.0 }
+        Sizing { window_s: 10.0, headroom: 1.5, gated_power_w: 0.0, wake_s: 5.0 }
     }
 }
 
@@ -61,16 +106,19 @@ pub struct ClusterSetup {
 }
 
 /// One instance's share of a run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InstanceRun {
     /// Instance name.
     pub name: String,
     /// Requests routed to it.
     pub requests: u64,
-    /// Its GPU energy (gating applied), in joules.
+    /// Its GPU energy (gating and unused pool GPUs applied), in joules.
     pub energy_j: f64,
     /// Time it spent power-gated, in seconds.
     pub gated_s: f64,
+    /// Time on (not gated) in each of its setups, by model name, in the order listed, in
+    /// seconds; with `gated_s` they sum to the run's elapsed time.
+    pub variant_s: Vec<(String, f64)>,
 }
 
 /// What one cluster run produced.
@@ -84,6 +132,27 @@ pub struct ClusterRun {
     pub instances: Vec<InstanceRun>,
     /// Simulated time to the last completion or the end of the arrival window, in seconds.
     pub elapsed_s: f64,
+}
+
+/// A run's figures without its records: what `energyllm cluster --out` writes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClusterRunReport {
+    /// Run index (its workload used seed + run).
+    pub run: usize,
+    /// Requests in the run.
+    pub requests: usize,
+    /// Cluster GPU energy, in joules.
+    pub energy_j: f64,
+    /// Cluster energy per request, in joules.
+    pub energy_per_request_j: f64,
+    /// Share of requests within the SLO, in percent.
+    pub slo_attainment_pct: f64,
+    /// 90th percentile of end-to-end latency, in seconds.
+    pub p90_e2e_s: f64,
+    /// Simulated time, in seconds.
+    pub elapsed_s: f64,
+    /// Per instance.
+    pub instances: Vec<InstanceRun>,
 }
 
 impl ClusterRun {
@@ -115,69 +184,158 @@ impl ClusterRun {
             percentile(&l, 90.0)
         }
     }
+    /// The run's figures, as run number `run`, against `slo`.
+    pub fn report(&self, run: usize, slo: &Slo) -> ClusterRunReport {
+        ClusterRunReport {
+            run,
+            requests: self.records.len(),
+            energy_j: self.energy_j(),
+            energy_per_request_j: self.energy_per_request_j(),
+            slo_attainment_pct: self.slo_attainment_pct(slo),
+            p90_e2e_s: self.p90_e2e_s(),
+            elapsed_s: self.elapsed_s,
+            instances: self.instances.clone(),
+        }
+    }
+}
+
+/// One setup an instance can run, with what sizing needs to size it.
+struct Variant {
+    name: String,
+    setup: SimSetup,
+    perf: Arc<dyn PerfModel>,
+    kv_capacity_tokens: u64,
+    batches: Vec<u32>,
+    top_freq: Mhz,
+    slo: Slo,
 }
 
 struct Instance {
     name: String,
-    slo: Slo,
-    perf: std::sync::Arc<dyn energyllm_core::PerfModel>,
+    policy: PluginSpec,
+    seed: u64,
+    variants: Vec<Variant>,
+    current: usize,
+    /// The setup sizing wants once the instance has drained.
+    want: Option<usize>,
     node: Node,
+    /// GPUs the instance owns: as many as its largest setup needs.
+    pool_gpus: u32,
+    gated_power_w: f64,
+    wake_s: f64,
     routed: u64,
-    batches: Vec<u32>,
-    top_freq: energyllm_core::Mhz,
     active: bool,
+    /// When a woken or rebuilt instance can serve.
+    ready_at: Timestamp,
+    /// Requests routed to it before it was ready, in arrival order.
+    pending: VecDeque<Request>,
     gated_since: Option<Timestamp>,
     gated_s: f64,
+    /// Start of the current time on (not gated).
+    on_since: Timestamp,
+    /// Time on in each setup, in seconds.
+    variant_s: Vec<f64>,
+    /// The current node's energy counter at its start: a new `SimGpu` integrates idle power from
+    /// time zero.
+    baseline_j: f64,
+    node_since: Timestamp,
+    retired_j: f64,
+    /// Idle energy of gated intervals, less the gated draw, in joules.
+    gated_credit_j: f64,
+    /// Gated draw of pool GPUs the retired nodes' setups left unused, in joules.
+    unused_j: f64,
+}
+
+fn build_node(variant: &Variant, policy: &PluginSpec, seed: u64) -> Result<Node, Error> {
+    let cfg = &variant.setup.controller;
+    let plugin = find::<PolicyPlugin>(&policy.name)?;
+    let mut ctx = PolicyContext::new(cfg.action_space.clone(), cfg.slo, seed);
+    ctx.perf_model = Some(variant.perf.clone());
+    let built = (plugin.build)(&policy.config, &ctx)?;
+    Node::new(&variant.setup, Some(built))
 }
 
 impl Instance {
-    fn new(spec: &InstanceSpec, seed: u64) -> Result<Self, Error> {
-        let setup = &spec.setup;
-        let cfg = &setup.controller;
-        let plugin = find::<PolicyPlugin>(&spec.policy.name)?;
-        let mut ctx = PolicyContext::new(cfg.action_space.clone(), cfg.slo, seed);
-        let perf = setup.perf_model();
-        ctx.perf_model = Some(perf.clone());
-        let policy = (plugin.build)(&spec.policy.config, &ctx)?;
-        let slo = cfg.slo;
-        let batches = cfg.action_space.batches().to_vec();
-        let top_freq = cfg.action_space.max_freq();
-        let node = Node::new(setup, Some(policy))?;
+    fn new(spec: &InstanceSpec, sizing: Option<&Sizing>, seed: u64) -> Result<Self, Error> {
+        if !spec.alternatives.is_empty() && sizing.is_none() {
+            return Err(Error::Setting(format!(
+                "instance {}: alternative setups need sizing, which picks among them each window",
+                spec.name
+            )));
+        }
+        let variants = std::iter::once(&spec.setup)
+            .chain(&spec.alternatives)
+            .map(|setup| {
+                if setup.gpu != spec.setup.gpu {
+                    return Err(Error::Setting(format!(
+                        "instance {}: alternative {} runs on {}, not {}; alternatives share the instance's GPUs",
+                        spec.name, setup.model.name, setup.gpu.name, spec.setup.gpu.name
+                    )));
+                }
+                let cfg = &setup.controller;
+                // A throwaway engine sizes the KV cache of this setup.
+                let kv_capacity_tokens = Node::new(setup, None)?.engine.kv_capacity_tokens();
+                Ok(Variant {
+                    name: setup.model.name.clone(),
+                    setup: setup.clone(),
+                    perf: setup.perf_model(),
+                    kv_capacity_tokens,
+                    batches: cfg.action_space.batches().to_vec(),
+                    top_freq: cfg.action_space.max_freq(),
+                    slo: cfg.slo,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let node = build_node(&variants[0], &spec.policy, seed)?;
+        let pool_gpus = variants.iter().map(|v| v.setup.model.tensor_parallel.max(1)).max().unwrap_or(1);
         Ok(Instance {
             name: spec.name.clone(),
-            slo,
-            perf,
+            policy: spec.policy.clone(),
+            seed,
+            variant_s: vec![0.0; variants.len()],
+            variants,
+            current: 0,
+            want: None,
             node,
+            pool_gpus,
+            gated_power_w: sizing.map_or(0.0, |s| s.gated_power_w),
+            wake_s: sizing.map_or(0.0, |s| s.wake_s.max(0.0)),
             routed: 0,
-            batches,
-            top_freq,
             active: true,
+            ready_at: Timestamp::ZERO,
+            pending: VecDeque::new(),
             gated_since: None,
             gated_s: 0.0,
+            on_since: Timestamp::ZERO,
+            baseline_j: 0.0,
+            node_since: Timestamp::ZERO,
+            retired_j: 0.0,
+            gated_credit_j: 0.0,
+            unused_j: 0.0,
         })
     }
 
-    /// Sizing's estimate at the top clock: requests per second at the largest batch (up to the
-    /// controller's cap) that keeps a
-    /// request of `est_input + est_output` tokens within half its SLO and within the KV cache,
-    /// and the board joules per request there.
-    fn capacity(&self, est_input: f64, est_output: f64) -> (f64, f64) {
+    /// Sizing's estimate for setup `k` at the top clock: requests per second at the largest
+    /// batch (up to the controller's cap) that keeps a request of `est_input + est_output`
+    /// tokens within half its SLO and within the KV cache, and the board joules per request
+    /// there.
+    fn capacity(&self, k: usize, est_input: f64, est_output: f64) -> (f64, f64) {
+        let v = &self.variants[k];
         let ctx = (est_input + est_output / 2.0).max(1.0);
-        let kv_batch =
-            (self.node.engine.kv_capacity_tokens() as f64 / (est_input + est_output).max(1.0)).floor();
+        let kv_batch = (v.kv_capacity_tokens as f64 / (est_input + est_output).max(1.0)).floor();
         let mut best = (0.0, f64::INFINITY);
         // The policy's batch cap bounds the batch whatever the engine could hold.
         let cap = self.node.ctrl.batch_cap();
-        for &b in self.batches.iter().filter(|&&b| b <= cap) {
-            let p = self.perf.predict(&PerfQuery {
-                freq: self.top_freq,
+        for &b in v.batches.iter().filter(|&&b| b <= cap) {
+            let p = v.perf.predict(&PerfQuery {
+                freq: v.top_freq,
                 batch: b,
                 prefill_tokens: 0,
                 decode_tokens: b,
                 kv_tokens: (f64::from(b) * ctx) as u64,
             });
             let life_s = est_output * p.latency_s;
-            let fits = f64::from(b) <= kv_batch && life_s <= 0.5 * self.slo.e2e_s;
+            let fits = f64::from(b) <= kv_batch && life_s <= 0.5 * v.slo.e2e_s;
             if fits || best.0 == 0.0 {
                 best = (f64::from(b) / life_s.max(1e-9), p.power_w * life_s / f64::from(b));
             }
@@ -185,22 +343,147 @@ impl Instance {
         best
     }
 
+    /// Nothing pending, queued, running or in flight.
     fn is_idle(&self) -> bool {
-        self.node.is_idle()
+        self.pending.is_empty() && self.node.is_idle()
     }
 
-    fn view(&self) -> InstanceView<'_> {
+    /// Requests waiting: pending ones and the controller's queue.
+    fn queued(&self) -> usize {
+        self.pending.len() + self.node.ctrl.queue_len()
+    }
+
+    /// When pending requests are due at the controller.
+    fn pending_due(&self) -> Option<Timestamp> {
+        (!self.pending.is_empty()).then_some(self.ready_at)
+    }
+
+    /// The router's view at `now`; an instance waiting to switch setup counts as inactive unless
+    /// no other active instance is free (`any_free`).
+    fn view(&self, now: Timestamp, any_free: bool) -> InstanceView<'_> {
+        let v = &self.variants[self.current];
         InstanceView {
             name: &self.name,
-            queue_len: self.node.ctrl.queue_len(),
+            queue_len: self.queued(),
             running: self.node.ctrl.running(),
             batch_cap: self.node.ctrl.batch_cap(),
             freq: self.node.ctrl.freq(),
-            perf: self.perf.as_ref(),
+            perf: v.perf.as_ref(),
             idle_power_w: self.node.gpu.idle_power_w(),
-            slo: self.slo,
-            active: self.active,
+            slo: v.slo,
+            active: self.active && (self.want.is_none() || !any_free),
+            ready_in_s: if self.ready_at > now { self.ready_at.secs_since(now) } else { 0.0 },
         }
+    }
+
+    /// Takes a routed request: to the controller when ready, else to the pending list.
+    fn take(&mut self, now: Timestamp, r: Request) {
+        self.routed += 1;
+        if now < self.ready_at || !self.pending.is_empty() {
+            self.pending.push_back(r);
+        } else {
+            self.node.ctrl.handle(now, Event::Arrival(r));
+        }
+    }
+
+    /// Hands pending requests to the controller once the instance is ready.
+    fn deliver(&mut self, now: Timestamp) {
+        if now >= self.ready_at {
+            while let Some(r) = self.pending.pop_front() {
+                self.node.ctrl.handle(now, Event::Arrival(r));
+            }
+        }
+    }
+
+    /// Switches the instance on; a gated one wakes, ready after `wake_s`.
+    fn switch_on(&mut self, now: Timestamp) {
+        if self.active {
+            return;
+        }
+        self.active = true;
+        if self.gated_since.is_some() {
+            self.ready_at = self.ready_at.max(now + duration_from_secs(self.wake_s));
+            self.update_gate(now);
+        }
+    }
+
+    /// Switches the instance off: it drains, then is gated. A pending switch of setup is
+    /// dropped; sizing chooses again when it switches the instance back on.
+    fn switch_off(&mut self, now: Timestamp) {
+        self.active = false;
+        self.want = None;
+        self.update_gate(now);
+    }
+
+    /// How far the instance is from serving in setup `k`: 0 serving in it, 1 switched off in it
+    /// but not yet gated, 2 gated in it (a wake-up), 3 idle in another (a rebuild), 4 busy in
+    /// another (a drain, then a rebuild).
+    fn steps_to(&self, k: usize) -> u8 {
+        match (k == self.current, self.active, self.gated_since.is_some()) {
+            (true, true, _) => 0,
+            (true, false, false) => 1,
+            (true, false, true) => 2,
+            (false, ..) if self.node.is_idle() => 3,
+            (false, ..) => 4,
+        }
+    }
+
+    /// Sizing's choice of setup `k` for an instance it keeps on: applied now when nothing runs,
+    /// else once drained. Returns the setup whose capacity counts this window.
+    fn choose(&mut self, k: usize, now: Timestamp) -> Result<usize, Error> {
+        if k == self.current {
+            self.want = None;
+        } else if self.node.is_idle() {
+            self.rebuild(k, now)?;
+        } else {
+            self.want = Some(k);
+        }
+        Ok(self.current)
+    }
+
+    /// Applies a wanted switch of setup once nothing runs.
+    fn switch_when_drained(&mut self, now: Timestamp) -> Result<(), Error> {
+        match self.want {
+            Some(k) if self.node.is_idle() => self.rebuild(k, now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Retires the current node and starts setup `k`, ready after `wake_s` (weights re-sharded).
+    fn rebuild(&mut self, k: usize, now: Timestamp) -> Result<(), Error> {
+        if let Some(since) = self.gated_since.take() {
+            self.end_gate(since, now);
+        } else {
+            self.variant_s[self.current] += now.secs_since(self.on_since);
+        }
+        let mut node = build_node(&self.variants[k], &self.policy, self.seed)?;
+        self.node.gpu.advance(now);
+        self.retired_j += self.node.gpu.total_energy_j() - self.baseline_j;
+        self.unused_j += self.unused_power_w() * now.secs_since(self.node_since);
+        node.gpu.advance(now);
+        self.baseline_j = node.gpu.total_energy_j();
+        self.node = node;
+        self.node_since = now;
+        self.on_since = now;
+        self.current = k;
+        self.want = None;
+        self.ready_at = self.ready_at.max(now + duration_from_secs(self.wake_s));
+        Ok(())
+    }
+
+    /// Gated draw of the pool GPUs the current setup leaves unused, in watts.
+    fn unused_power_w(&self) -> f64 {
+        f64::from(self.pool_gpus.saturating_sub(self.node.gpu.count())) * self.gated_power_w
+    }
+
+    /// Ends a gated interval that began at `since`: its idle draw beyond the gated draw is
+    /// credited back.
+    fn end_gate(&mut self, since: Timestamp, now: Timestamp) {
+        let dt = now.secs_since(since);
+        self.gated_s += dt;
+        let gated_w = self.gated_power_w * f64::from(self.node.gpu.count());
+        self.gated_credit_j += dt * (self.node.gpu.idle_power_w() - gated_w).max(0.0);
+        self.on_since = now;
     }
 
     /// Completes engine work due at `now`, recording what finished.
@@ -221,12 +504,41 @@ impl Instance {
     fn update_gate(&mut self, now: Timestamp) {
         let gated = !self.active && self.is_idle();
         match (gated, self.gated_since) {
-            (true, None) => self.gated_since = Some(now),
+            (true, None) => {
+                self.variant_s[self.current] += now.secs_since(self.on_since);
+                self.gated_since = Some(now);
+            }
             (false, Some(since)) => {
-                self.gated_s += now.secs_since(since);
                 self.gated_since = None;
+                self.end_gate(since, now);
             }
             _ => {}
+        }
+    }
+
+    /// The instance's share of a run that ends at `end`.
+    fn finish(&mut self, end: Timestamp) -> InstanceRun {
+        self.node.gpu.advance(end);
+        match self.gated_since.take() {
+            Some(since) => self.end_gate(since, end),
+            None => self.variant_s[self.current] += end.secs_since(self.on_since),
+        }
+        let unused_j = self.unused_j + self.unused_power_w() * end.secs_since(self.node_since);
+        let energy_j =
+            self.retired_j + self.node.gpu.total_energy_j() - self.baseline_j - self.gated_credit_j
+                + unused_j;
+        InstanceRun {
+            name: self.name.clone(),
+            requests: self.routed,
+            // An instance gated throughout nets to its gated draw; clip the rounding below zero.
+            energy_j: energy_j.max(0.0),
+            gated_s: self.gated_s,
+            variant_s: self
+                .variants
+                .iter()
+                .map(|v| v.name.clone())
+                .zip(self.variant_s.iter().copied())
+                .collect(),
         }
     }
 }
@@ -262,7 +574,7 @@ pub fn simulate_cluster(
         .instances
         .iter()
         .enumerate()
-        .map(|(i, spec)| Instance::new(spec, seed.wrapping_add(i as u64)))
+        .map(|(i, spec)| Instance::new(spec, cluster.sizing.as_ref(), seed.wrapping_add(i as u64)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut records = Vec::with_capacity(requests.len());
     let mut out_sum = (0.0, 0u64);
@@ -279,9 +591,9 @@ pub fn simulate_cluster(
             return Err(Error::Runaway { steps, sim_time_s: now.as_secs_f64() });
         }
         let t_arrival = requests.get(next).map(|r| r.arrival);
-        let t_inst = inst
-            .iter()
-            .flat_map(|i| [i.node.engine.next_event_time(&i.node.gpu), i.node.ctrl.poll_timeout()]);
+        let t_inst = inst.iter().flat_map(|i| {
+            [i.node.engine.next_event_time(&i.node.gpu), i.node.ctrl.poll_timeout(), i.pending_due()]
+        });
         let t_window = cluster.sizing.map(|_| next_window);
         let t = t_inst.chain([t_arrival, t_window]).flatten().min().unwrap_or(now);
         now = now.max(t);
@@ -293,24 +605,27 @@ pub fn simulate_cluster(
             if now >= next_window {
                 let est_in = if in_sum.1 > 0 { in_sum.0 / in_sum.1 as f64 } else { PRIOR_INPUT_TOKENS };
                 let est_out = if out_sum.1 > 0 { out_sum.0 / out_sum.1 as f64 } else { PRIOR_OUTPUT_TOKENS };
-                resize(&mut inst, &sizing, window_arrivals, now, est_in, est_out);
+                resize(&mut inst, &sizing, window_arrivals, now, est_in, est_out)?;
                 window_arrivals = 0;
                 next_window = now + duration_from_secs(sizing.window_s.max(1e-3));
             }
+        }
+        // Requests that waited for a wake-up go first: they arrived earlier.
+        for i in inst.iter_mut() {
+            i.deliver(now);
         }
         while next < requests.len() && requests[next].arrival <= now {
             let r = &requests[next];
             let est = if out_sum.1 > 0 { out_sum.0 / out_sum.1 as f64 } else { PRIOR_OUTPUT_TOKENS };
             let query = RouteQuery { input_tokens: r.input_tokens, est_output_tokens: est };
-            let views: Vec<InstanceView<'_>> = inst.iter().map(Instance::view).collect();
+            let any_free = inst.iter().any(|i| i.active && i.want.is_none());
+            let views: Vec<InstanceView<'_>> = inst.iter().map(|i| i.view(now, any_free)).collect();
             let pick = router.route(&query, &views).min(inst.len() - 1);
-            // A router that names a switched-off instance switches it back on: serving the
-            // request matters more than the sizing decision.
+            // A router that names a switched-off instance switches it back on (waking it when
+            // gated): serving the request matters more than the sizing decision.
             let target = &mut inst[pick];
-            target.active = true;
-            target.update_gate(now);
-            target.routed += 1;
-            target.node.ctrl.handle(now, Event::Arrival(r.clone()));
+            target.switch_on(now);
+            target.take(now, r.clone());
             in_sum.0 += f64::from(r.input_tokens);
             in_sum.1 += 1;
             window_arrivals += 1;
@@ -321,51 +636,84 @@ pub fn simulate_cluster(
                 i.node.tick(now);
             }
             i.flush(now, &mut records, &mut out_sum)?;
+            i.switch_when_drained(now)?;
             i.update_gate(now);
         }
     }
     let end = now.max(Timestamp::from_secs_f64(arrivals_end_s));
-    let instances = inst
-        .iter_mut()
-        .map(|i| {
-            i.node.gpu.advance(end);
-            if let Some(since) = i.gated_since.take() {
-                i.gated_s += end.secs_since(since);
-            }
-            let gated_w = cluster.sizing.map_or(0.0, |s| s.gated_power_w) * f64::from(i.node.gpu.count());
-            InstanceRun {
-                name: i.name.clone(),
-                requests: i.routed,
-                // An instance gated throughout nets to zero; clip the rounding below it.
-                energy_j: (i.node.gpu.total_energy_j()
-                    - i.gated_s * (i.node.gpu.idle_power_w() - gated_w).max(0.0))
-                .max(0.0),
-                gated_s: i.gated_s,
-            }
-        })
-        .collect();
+    let instances = inst.iter_mut().map(|i| i.finish(end)).collect();
     Ok(ClusterRun { router: router.name().to_owned(), records, instances, elapsed_s: end.as_secs_f64() })
 }
 
-/// Keeps on the cheapest instances whose capacity covers the projected rate with headroom.
-fn resize(inst: &mut [Instance], sizing: &Sizing, arrivals: u64, now: Timestamp, est_in: f64, est_out: f64) {
+/// The setup for an instance that must cover `remaining_rps`: the least joules per request among
+/// those whose capacity covers it, else the most capacity. `caps` holds (requests per second,
+/// joules per request) per setup.
+fn choose_setup(caps: &[(f64, f64)], remaining_rps: f64) -> usize {
+    let covering = caps
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.0 >= remaining_rps)
+        .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1).then(a.0.cmp(&b.0)));
+    let largest = || caps.iter().enumerate().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.0.cmp(&a.0)));
+    covering.or_else(largest).map_or(0, |(k, _)| k)
+}
+
+/// Keeps on the cheapest instances whose capacity covers the projected rate with headroom, each
+/// in the setup [`choose_setup`] picks for what the instances before it leave uncovered. Among
+/// equally cheap instances (within 1%: identical ones) the next is the one that reaches that
+/// setup soonest — already in it, then switched off in it, then idle, then busy — so identical
+/// instances neither trade setups nor wake one while another stays on.
+fn resize(
+    inst: &mut [Instance],
+    sizing: &Sizing,
+    arrivals: u64,
+    now: Timestamp,
+    est_in: f64,
+    est_out: f64,
+) -> Result<(), Error> {
     let projected_rps = arrivals as f64 / sizing.window_s;
     // A backlog is load the last window's arrivals do not show: count it as arriving again.
-    let backlog: usize = inst.iter().map(|i| i.node.ctrl.queue_len()).sum();
+    let backlog: usize = inst.iter().map(Instance::queued).sum();
     let need = (projected_rps + backlog as f64 / sizing.window_s) * sizing.headroom;
-    let caps: Vec<(f64, f64)> = inst.iter().map(|i| i.capacity(est_in, est_out)).collect();
-    let mut order: Vec<usize> = (0..inst.len()).collect();
-    order.sort_by(|&a, &b| caps[a].1.total_cmp(&caps[b].1).then(a.cmp(&b)));
+    let caps: Vec<Vec<(f64, f64)>> = inst
+        .iter()
+        .map(|i| (0..i.variants.len()).map(|k| i.capacity(k, est_in, est_out)).collect())
+        .collect();
+    let cheapest_j: Vec<f64> =
+        caps.iter().map(|c| c.iter().map(|x| x.1).fold(f64::INFINITY, f64::min)).collect();
+    let mut left: Vec<usize> = (0..inst.len()).collect();
     let mut have = 0.0;
-    for (rank, &i) in order.iter().enumerate() {
-        // The cheapest instance always stays on so that a request always has somewhere to go.
-        let on = rank == 0 || have < need;
-        if on {
-            have += caps[i].0;
-        }
-        inst[i].active = on;
-        inst[i].update_gate(now);
+    // The first instance always stays on so that a request always has somewhere to go.
+    while !left.is_empty() && (left.len() == inst.len() || have < need) {
+        let least_j = left.iter().map(|&i| cheapest_j[i]).fold(f64::INFINITY, f64::min);
+        // At time zero no window of arrivals has been seen: an instance keeps its first setup
+        // rather than shrinking on a projection of zero.
+        let target = |i: usize| {
+            if now > Timestamp::ZERO {
+                choose_setup(&caps[i], need - have)
+            } else {
+                inst[i].current
+            }
+        };
+        let Some((i, k)) = left
+            .iter()
+            .copied()
+            .filter(|&i| cheapest_j[i] <= least_j * 1.01)
+            .map(|i| (i, target(i)))
+            .min_by_key(|&(i, k)| (inst[i].steps_to(k), i))
+        else {
+            break;
+        };
+        left.retain(|&j| j != i);
+        inst[i].switch_on(now);
+        // An instance still draining towards another setup serves at its current one.
+        let counted = inst[i].choose(k, now)?;
+        have += caps[i][counted].0;
     }
+    for i in left {
+        inst[i].switch_off(now);
+    }
+    Ok(())
 }
 
 /// Results of one router over several runs.
@@ -416,17 +764,24 @@ pub fn compare_routers(
         .collect()
 }
 
-/// The comparison as a Markdown table (means over runs).
+/// A name in a Markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// The comparison as a Markdown table (means over runs); when an instance has alternative
+/// setups, a second table gives each instance's time on in each setup.
 pub fn router_table(results: &[RouterResult], slo: &Slo) -> String {
     use std::fmt::Write as _;
     let mut out = String::from(
         "| router | energy (kJ) | J/request | SLO attainment (%) | p90 e2e (s) | requests per instance | gated (s) |\n\
          |---|---|---|---|---|---|---|\n",
     );
+    let n_inst = |r: &RouterResult| r.runs.first().map_or(0, |x| x.instances.len());
     for r in results {
         let n = r.runs.len().max(1) as f64;
         let mean = |f: &dyn Fn(&ClusterRun) -> f64| r.runs.iter().map(f).sum::<f64>() / n;
-        let per_inst: Vec<String> = (0..r.runs.first().map_or(0, |x| x.instances.len()))
+        let per_inst: Vec<String> = (0..n_inst(r))
             .map(|k| format!("{:.0}", mean(&|run: &ClusterRun| run.instances[k].requests as f64)))
             .collect();
         let _ = writeln!(
@@ -441,5 +796,79 @@ pub fn router_table(results: &[RouterResult], slo: &Slo) -> String {
             mean(&|run| run.instances.iter().map(|i| i.gated_s).sum::<f64>()),
         );
     }
+    let alternatives =
+        results.iter().flat_map(|r| &r.runs).flat_map(|run| &run.instances).any(|i| i.variant_s.len() > 1);
+    if alternatives {
+        out.push_str("\n| router | instance | time on per setup (s) | gated (s) |\n|---|---|---|---|\n");
+        for r in results {
+            let n = r.runs.len().max(1) as f64;
+            for k in 0..n_inst(r) {
+                let mean = |f: &dyn Fn(&InstanceRun) -> f64| {
+                    r.runs.iter().map(|x| f(&x.instances[k])).sum::<f64>() / n
+                };
+                let first = &r.runs[0].instances[k];
+                let setups: Vec<String> = first
+                    .variant_s
+                    .iter()
+                    .enumerate()
+                    .map(|(v, (name, _))| format!("{} {:.0}", cell(name), mean(&|i| i.variant_s[v].1)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.0} |",
+                    r.router,
+                    cell(&first.name),
+                    setups.join(", "),
+                    mean(&|i| i.gated_s)
+                );
+            }
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn at(secs: f64) -> Timestamp {
+        Timestamp::from_secs_f64(secs)
+    }
+
+    #[test]
+    fn energy_stays_exact_across_gating_and_a_switch_of_setup() {
+        energyllm_policy::link();
+        let setup = |model: &str| SimSetup::builtin("a100-80gb", model).unwrap();
+        let policy = PluginSpec::parse("dvfs-only").unwrap();
+        let mut spec = InstanceSpec::new("70b", setup("llama-2-70b-tp8"), policy);
+        spec.alternatives.push(setup("llama-2-70b-tp4"));
+        let gated_w = 30.0;
+        let sizing = Sizing { gated_power_w: gated_w, wake_s: 5.0, ..Sizing::default() };
+        let mut inst = Instance::new(&spec, Some(&sizing), 0).unwrap();
+        let idle_w = spec.setup.gpu.idle_power_w;
+        // On in TP8 for 10 s, gated for 10 s, then woken straight into TP4 for 10 s.
+        inst.switch_off(at(10.0));
+        inst.switch_on(at(20.0));
+        assert_eq!(inst.choose(1, at(20.0)).unwrap(), 1);
+        assert_eq!(inst.ready_at, at(25.0));
+        assert_eq!(inst.view(at(21.0), true).ready_in_s, 4.0);
+        let run = inst.finish(at(30.0));
+        // Eight idle GPUs, then eight gated ones, then four idle and four gated.
+        let expected_j = 8.0 * idle_w * 10.0 + 8.0 * gated_w * 10.0 + 4.0 * (idle_w + gated_w) * 10.0;
+        assert!((run.energy_j - expected_j).abs() < 1e-6, "{} J vs {expected_j} J", run.energy_j);
+        assert_eq!(run.gated_s, 10.0);
+        let on_s: Vec<f64> = run.variant_s.iter().map(|(_, s)| *s).collect();
+        assert_eq!(on_s, [10.0, 10.0]);
+        assert!(run.variant_s[1].0.contains("TP4"));
+    }
+
+    #[test]
+    fn setups_are_chosen_by_energy_among_those_that_cover_the_need() {
+        let caps = [(2.0, 500.0), (1.0, 400.0)];
+        assert_eq!(choose_setup(&caps, 0.5), 1);
+        assert_eq!(choose_setup(&caps, 1.5), 0);
+        assert_eq!(choose_setup(&caps, 5.0), 0);
+    }
 }

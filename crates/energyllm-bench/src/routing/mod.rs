@@ -13,11 +13,13 @@
 //!   what the instance's board draws with the request minus what it would draw without it over
 //!   the same time, so an idle GPU pays its whole active-power step and a busy one only the extra
 //!   batch slot: the router consolidates while the SLO allows, and prefers the GPU whose model
-//!   predicts fewer joules per token.
+//!   predicts fewer joules per token. The predicted latency includes what is left of a waking
+//!   instance's wake-up.
 //!
 //! [`cluster`] is the multi-instance driver: one event loop over N (engine, GPU, controller)
 //! triples, the same controller the single-instance driver and the gateway run, and optional
-//! instance sizing with power gating.
+//! instance sizing with power gating, wake-up delays and a per-window choice of
+//! tensor-parallel degree.
 
 use energyllm_core::{Mhz, PerfModel, PerfQuery, Slo};
 
@@ -27,7 +29,8 @@ pub mod cluster;
 pub struct InstanceView<'a> {
     /// Instance name.
     pub name: &'a str,
-    /// Requests waiting in the controller's queue.
+    /// Requests waiting: in the controller's queue, and routed to a waking instance before it is
+    /// ready.
     pub queue_len: usize,
     /// Requests running on the engine.
     pub running: usize,
@@ -43,6 +46,8 @@ pub struct InstanceView<'a> {
     pub slo: Slo,
     /// Whether sizing keeps the instance on; routers must pick an active one.
     pub active: bool,
+    /// Seconds until a waking (or re-sharding) instance can serve; 0 when it is ready.
+    pub ready_in_s: f64,
 }
 
 /// The request as a router sees it.
@@ -130,7 +135,8 @@ pub struct Prediction {
 }
 
 /// What taking `query` would cost instance `v`: a decode of `est_output_tokens` iterations at
-/// the batch it would run at, after a wait when its batch is full, plus the prefill.
+/// the batch it would run at, after a wait when its batch is full, plus the prefill, all after
+/// the instance is ready. Waking adds no marginal energy: the instance draws idle power anyway.
 pub fn predict(v: &InstanceView<'_>, query: &RouteQuery) -> Prediction {
     let cap = v.batch_cap.max(1);
     let load = (v.queue_len + v.running) as u32;
@@ -164,7 +170,7 @@ pub fn predict(v: &InstanceView<'_>, query: &RouteQuery) -> Prediction {
     };
     let marginal_energy_j = (decode_s * (with.power_w - without_power_w)).max(0.0)
         + (prefill.latency_s * (prefill.power_w - without_power_w)).max(0.0);
-    Prediction { marginal_energy_j, e2e_s: wait_s + prefill.latency_s + decode_s }
+    Prediction { marginal_energy_j, e2e_s: v.ready_in_s.max(0.0) + wait_s + prefill.latency_s + decode_s }
 }
 
 impl Router for EnergySlack {
@@ -241,6 +247,7 @@ mod tests {
             idle_power_w: 60.0,
             slo: Slo::e2e(10.0),
             active: true,
+            ready_in_s: 0.0,
         }
     }
 
@@ -254,6 +261,19 @@ mod tests {
         // A full, queued instance has no slack left: the idle one takes it.
         let views = [view(&toy, 0, 0), view(&toy, 40, 8)];
         assert_eq!(EnergySlack::default().route(&Q, &views), 0);
+    }
+
+    #[test]
+    fn a_waking_instance_predicts_its_wait_and_loses_the_slack_it_uses() {
+        let toy = Toy { watts_per_request: 10.0 };
+        let ready = predict(&view(&toy, 0, 3), &Q);
+        let mut waking = view(&toy, 0, 3);
+        waking.ready_in_s = 3.0;
+        let p = predict(&waking, &Q);
+        assert!((p.e2e_s - ready.e2e_s - 3.0).abs() < 1e-9, "{p:?} vs {ready:?}");
+        assert_eq!(p.marginal_energy_j, ready.marginal_energy_j);
+        // Busy and cheaper, but waking past the slack: the idle, ready one takes it.
+        assert_eq!(EnergySlack::default().route(&Q, &[view(&toy, 0, 0), waking]), 0);
     }
 
     #[test]
