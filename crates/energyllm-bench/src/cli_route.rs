@@ -305,6 +305,10 @@ pub struct ClusterArgs {
     /// alternative profiles).
     #[arg(long, value_name = "SECONDS", default_value_t = Sizing::default().wake_s)]
     pub wake: f64,
+    /// Board power of a power-gated GPU, in watts (0: switched off; a GPU left in its deepest
+    /// idle state draws tens of watts).
+    #[arg(long, value_name = "WATTS", default_value_t = Sizing::default().gated_power_w)]
+    pub gated_power: f64,
     /// Directory for cluster.md, cluster.json, cluster.csv and cluster.svg.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -321,6 +325,11 @@ pub fn cluster_setup(args: &ClusterArgs) -> anyhow::Result<ClusterSetup> {
         args.wake.is_finite() && args.wake >= 0.0,
         "--wake must be a number of seconds ≥ 0, got {}",
         args.wake
+    );
+    anyhow::ensure!(
+        args.gated_power.is_finite() && args.gated_power >= 0.0,
+        "--gated-power must be a number of watts ≥ 0, got {}",
+        args.gated_power
     );
     let policy = PluginSpec::parse(&args.policy)?;
     let instances = specs
@@ -358,7 +367,7 @@ pub fn cluster_setup(args: &ClusterArgs) -> anyhow::Result<ClusterSetup> {
         window_s: args.window,
         headroom: args.headroom,
         wake_s: args.wake,
-        ..Sizing::default()
+        gated_power_w: args.gated_power,
     });
     Ok(ClusterSetup { instances, sizing })
 }
@@ -560,7 +569,17 @@ mod tests {
     #[test]
     fn an_instance_lists_alternative_profiles_and_they_need_sizing() {
         let spec = "a100-80gb:llama-2-70b-tp8|llama-2-70b-tp4";
-        let setup = cluster_setup(&cluster_args(&["--instance", spec, "--sizing", "--wake", "12"])).unwrap();
+        let setup = cluster_setup(&cluster_args(&[
+            "--instance",
+            spec,
+            "--sizing",
+            "--wake",
+            "12",
+            "--gated-power",
+            "30",
+        ]))
+        .unwrap();
+        assert_eq!(setup.sizing.map(|s| s.gated_power_w), Some(30.0));
         let inst = &setup.instances[0];
         assert_eq!(inst.setup.model.tensor_parallel, 8);
         assert_eq!(inst.alternatives.len(), 1);
