@@ -64,8 +64,7 @@ fn native() -> Vec<(String, Box<dyn Policy>)> {
 /// The same network exported to ONNX and run by tract (feature `onnx`). Built only after the
 /// native policies were timed: once tract's kernels have run, the process's scalar float code
 /// (the native network, libm's tanh) runs about 1.6× slower here (measured: 4.4 → 10.6 µs per
-/// native decision), which looks like the dirty-upper-AVX-state penalty of SIMD kernels that
-/// return without `vzeroupper`.
+/// native decision, libm's `tanhf` included); the cause is not identified.
 fn exported() -> Vec<(String, Box<dyn Policy>)> {
     #[allow(unused_mut)]
     let mut v = Vec::new();

@@ -12,9 +12,11 @@ output length (the clairvoyant reference is the one documented exception).
 | `static-high` | nothing | top clock, batch 8 | EnergyLLM's Static-High reference |
 | `fixed` | nothing | a given clock and batch | EnergyLLM's fixed-clock / fixed-batch ablations |
 
-The other baselines (DVFS-Only, Batch-Only, Reactive-DVFS, Token-Aware, DynamoLLM-like,
-throttLL'eM-like, VoltanaLLM-like, the heuristic, the clairvoyant reference) and the PPO agent
-come in their own modules as their issues land.
+[`adaptive`] holds the other baselines (DVFS-Only, Batch-Only, Reactive-DVFS, Token-Aware,
+DynamoLLM-like, throttLL'eM-like, VoltanaLLM-like, the w/o-RL heuristic); [`agent`] the trained
+PPO policy (`ppo`), with [`ppo`], [`nn`], [`features`], [`shield`] and [`env`] behind it, and
+`onnx` (feature `onnx`) its ONNX export and import. The crate's README has the full table. The
+clairvoyant reference needs the future and lives in energyllm-bench.
 */
 #![deny(missing_docs)]
 
