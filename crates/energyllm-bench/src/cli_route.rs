@@ -240,16 +240,15 @@ pub fn run_route(args: &RouteArgs) -> anyhow::Result<()> {
     text.push_str(&route_table(&problem, &points));
     print!("{text}");
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let write = |name: &str, body: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
-        };
-        write("route.md", &text)?;
-        write("route.csv", &csv(&problem, &points))?;
-        write("route.json", &serde_json::to_string_pretty(&points)?)?;
-        write("route.svg", &route_svg(&problem, &points))?;
-        println!("\nwrote {}", dir.display());
+        write_files(
+            dir,
+            &[
+                ("route.md", text),
+                ("route.csv", csv(&problem, &points)),
+                ("route.json", serde_json::to_string_pretty(&points)?),
+                ("route.svg", route_svg(&problem, &points)),
+            ],
+        )?;
     }
     Ok(())
 }
@@ -295,20 +294,20 @@ pub struct ClusterArgs {
     /// last window's arrival rate × --headroom; drained instances are power-gated.
     #[arg(long)]
     pub sizing: bool,
-    /// Sizing window, in seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub window: f64,
-    /// Sizing headroom (capacity kept per unit of projected load).
-    #[arg(long, default_value_t = 1.5)]
-    pub headroom: f64,
+    /// Sizing window, in seconds. Default: 10 (needs --sizing, as the next three do).
+    #[arg(long = "window", value_name = "SECONDS", requires = "sizing")]
+    pub window_s: Option<f64>,
+    /// Sizing headroom (capacity kept per unit of projected load). Default: 1.5.
+    #[arg(long, requires = "sizing")]
+    pub headroom: Option<f64>,
     /// Seconds a gated instance needs before it serves again (also after a switch between
-    /// alternative profiles).
-    #[arg(long, value_name = "SECONDS", default_value_t = Sizing::default().wake_s)]
-    pub wake: f64,
-    /// Board power of a power-gated GPU, in watts (0: switched off; a GPU left in its deepest
-    /// idle state draws tens of watts).
-    #[arg(long, value_name = "WATTS", default_value_t = Sizing::default().gated_power_w)]
-    pub gated_power: f64,
+    /// alternative profiles). Default: 5.
+    #[arg(long = "wake", value_name = "SECONDS", requires = "sizing")]
+    pub wake_s: Option<f64>,
+    /// Board power of a power-gated GPU, in watts, at most its idle power. Default: 0 (switched
+    /// off; a GPU left in its deepest idle state draws tens of watts).
+    #[arg(long = "gated-power", value_name = "WATTS", requires = "sizing")]
+    pub gated_power_w: Option<f64>,
     /// Directory for cluster.md, cluster.json, cluster.csv and cluster.svg.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -321,16 +320,25 @@ pub fn cluster_setup(args: &ClusterArgs) -> anyhow::Result<ClusterSetup> {
     } else {
         args.instances.clone()
     };
-    anyhow::ensure!(
-        args.wake.is_finite() && args.wake >= 0.0,
-        "--wake must be a number of seconds ≥ 0, got {}",
-        args.wake
-    );
-    anyhow::ensure!(
-        args.gated_power.is_finite() && args.gated_power >= 0.0,
-        "--gated-power must be a number of watts ≥ 0, got {}",
-        args.gated_power
-    );
+    let defaults = Sizing::default();
+    let sizing = Sizing {
+        window_s: args.window_s.unwrap_or(defaults.window_s),
+        headroom: args.headroom.unwrap_or(defaults.headroom),
+        wake_s: args.wake_s.unwrap_or(defaults.wake_s),
+        gated_power_w: args.gated_power_w.unwrap_or(defaults.gated_power_w),
+    };
+    for (flag, value, positive) in [
+        ("--window", sizing.window_s, true),
+        ("--headroom", sizing.headroom, true),
+        ("--wake", sizing.wake_s, false),
+        ("--gated-power", sizing.gated_power_w, false),
+    ] {
+        anyhow::ensure!(
+            value.is_finite() && (value > 0.0 || (!positive && value == 0.0)),
+            "{flag} must be a {} number, got {value}",
+            if positive { "positive" } else { "non-negative" }
+        );
+    }
     let policy = PluginSpec::parse(&args.policy)?;
     let instances = specs
         .iter()
@@ -363,12 +371,7 @@ pub fn cluster_setup(args: &ClusterArgs) -> anyhow::Result<ClusterSetup> {
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let sizing = args.sizing.then_some(Sizing {
-        window_s: args.window,
-        headroom: args.headroom,
-        wake_s: args.wake,
-        gated_power_w: args.gated_power,
-    });
+    let sizing = args.sizing.then_some(sizing);
     Ok(ClusterSetup { instances, sizing })
 }
 
@@ -504,30 +507,39 @@ pub fn run_cluster(args: &ClusterArgs) -> anyhow::Result<()> {
         dataset.name,
         cluster.instances.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
         args.policy,
-        if args.sizing {
-            format!(
-                ", sizing every {} s with headroom {} and {} s wake-up",
-                args.window, args.headroom, args.wake
-            )
-        } else {
-            String::new()
+        match &cluster.sizing {
+            Some(z) => format!(
+                ", sizing every {} s with headroom {}, {} s wake-up and {} W per gated GPU",
+                z.window_s, z.headroom, z.wake_s, z.gated_power_w
+            ),
+            None => String::new(),
         },
         args.slo_e2e
     );
     text.push_str(&router_table(&results, &slo));
     print!("{text}");
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let write = |name: &str, body: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
-        };
-        write("cluster.md", &text)?;
-        write("cluster.json", &cluster_json(&results, &slo)?)?;
-        write("cluster.csv", &cluster_csv(&results, &slo)?)?;
-        write("cluster.svg", &cluster_svg(&results, &slo))?;
-        println!("\nwrote {}", dir.display());
+        write_files(
+            dir,
+            &[
+                ("cluster.md", text),
+                ("cluster.json", cluster_json(&results, &slo)?),
+                ("cluster.csv", cluster_csv(&results, &slo)?),
+                ("cluster.svg", cluster_svg(&results, &slo)),
+            ],
+        )?;
     }
+    Ok(())
+}
+
+/// Writes each `(name, body)` into `dir` (created if missing); errors name the path.
+fn write_files(dir: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, body) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("\nwrote {}", dir.display());
     Ok(())
 }
 
@@ -591,7 +603,35 @@ mod tests {
         let bad = "a100-80gb:llama-2-70b-tp8|llama-9";
         let e = format!("{:#}", cluster_setup(&cluster_args(&["--instance", bad, "--sizing"])).unwrap_err());
         assert!(e.contains(bad) && e.contains("llama-9"), "{e}");
-        assert!(cluster_setup(&cluster_args(&["--wake=-1"])).is_err());
+        assert!(cluster_setup(&cluster_args(&["--sizing", "--wake=-1"])).is_err());
+    }
+
+    #[test]
+    fn sizing_flags_need_sizing_and_gating_must_save_power() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ClusterArgs,
+        }
+        for flag in ["--window=5", "--headroom=2", "--wake=1", "--gated-power=10"] {
+            let e = <Cli as clap::Parser>::try_parse_from(["cluster", flag]).err().unwrap().to_string();
+            assert!(e.contains("--sizing"), "{flag}: {e}");
+        }
+        let args = cluster_args(&["--sizing", "--gated-power=500"]);
+        let cluster = cluster_setup(&args).unwrap();
+        let requests = crate::workload::sample_requests(
+            &LengthDataset::sharegpt_like(),
+            &ArrivalPattern::Poisson,
+            1.0,
+            5.0,
+            0,
+        )
+        .unwrap();
+        let mut router = crate::routing::router_by_name("round-robin").unwrap();
+        let e = crate::routing::cluster::simulate_cluster(&cluster, router.as_mut(), &requests, 5.0, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("500 W") && e.contains("idle"), "{e}");
     }
 
     #[test]

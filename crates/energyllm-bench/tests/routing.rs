@@ -162,13 +162,19 @@ fn a_woken_instance_serves_after_its_wake_up_and_gating_keeps_the_gated_floor() 
 }
 
 #[test]
-fn gated_energy_never_drops_below_the_gated_draw() {
-    let sizing = Sizing { gated_power_w: 30.0, ..Sizing::default() };
+fn gated_gpus_are_charged_exactly_their_gated_draw() {
     let requests = workload(1.0, 60.0, 0);
+    let off = run(&cluster(Some(Sizing::default())), "energy-slack", &requests, 60.0);
+    let sizing = Sizing { gated_power_w: 30.0, ..Sizing::default() };
     let sized = run(&cluster(Some(sizing)), "energy-slack", &requests, 60.0);
     assert_conserved(&sized, &requests);
-    let floor_j = sizing.gated_power_w * sized.elapsed_s * sized.instances.len() as f64;
-    assert!(sized.energy_j() >= floor_j, "{} J below the gated floor {floor_j} J", sized.energy_j());
+    // The gated draw changes no decision, only each instance's bill: 30 W × its gated time
+    // (one GPU per instance here).
+    for (a, b) in off.instances.iter().zip(&sized.instances) {
+        assert_eq!((a.requests, a.gated_s), (b.requests, b.gated_s), "{}", a.name);
+        let extra_j = b.energy_j - a.energy_j;
+        assert!((extra_j - 30.0 * b.gated_s).abs() < 1e-6 * b.energy_j.max(1.0), "{}: {extra_j} J", a.name);
+    }
     assert!(sized.instances.iter().map(|i| i.gated_s).sum::<f64>() > 30.0);
 }
 

@@ -237,6 +237,10 @@ async fn a_disconnect_ends_the_request_and_frees_the_server() {
     assert_eq!(r.status(), 200);
     let mut s = r.bytes_stream();
     assert!(!s.next().await.unwrap().unwrap().is_empty());
+    // Mid-generation, `/slots` shows the busy slot and the context it holds.
+    let busy = engine(&server.url).slots().await.unwrap();
+    assert_eq!(busy.busy, 1, "{busy:?}");
+    assert!(busy.used_tokens > 0 && busy.kv_usage_frac() > 0.0, "{busy:?}");
     drop(s);
     let m = Arc::clone(gw.metrics());
     wait_for("the gateway to end the request", || m.in_flight.load(Ordering::SeqCst) == 0).await;

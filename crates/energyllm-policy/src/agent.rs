@@ -433,8 +433,9 @@ impl Policy for PpoPolicy {
             None => action,
         }
     }
+    /// Shield raises plus runtime fallbacks: every decision the network did not make as chosen.
     fn overrides(&self) -> u64 {
-        self.shield_overrides()
+        self.shield_overrides() + self.fallbacks
     }
     fn reset(&mut self) {
         if let Some(s) = &mut self.shield {

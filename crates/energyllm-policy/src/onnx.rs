@@ -10,7 +10,8 @@
 //!
 //! A file without that entry (a policy trained in PyTorch) is served too: its features come from
 //! the plugin's `features=` setting (default token-aware), its action space is the deployment's,
-//! every action allowed. Its input and output widths are checked against them at load, so a
+//! every action allowed, and the safety shield is on (so it needs a performance model, as the
+//! default checkpoint does; `shield=false` turns it off). Its input and output widths are checked against them at load, so a
 //! network made for other features or another action space is refused with the numbers.
 
 use std::path::Path;
@@ -146,6 +147,14 @@ fn onnx_error(name: &str, reason: impl Into<String>) -> Error {
     Error::Checkpoint { name: name.to_owned(), reason: reason.into() }
 }
 
+/// An error of the ONNX layer, reworded for the policy file `name` (which it already names).
+fn model_error(name: &str, e: energyllm_models::Error) -> Error {
+    match e {
+        energyllm_models::Error::Onnx { reason, .. } => onnx_error(name, reason),
+        other => onnx_error(name, other.to_string()),
+    }
+}
+
 /// The spec stored in an exported file, if there is one.
 fn stored_spec(proto: &pb::ModelProto, name: &str) -> Result<Option<PolicySpec>, Error> {
     let Some(entry) = proto.metadata_props.iter().find(|e| e.key == SPEC_METADATA_KEY) else {
@@ -168,6 +177,9 @@ fn stored_spec(proto: &pb::ModelProto, name: &str) -> Result<Option<PolicySpec>,
                 spec.features.names().join(", ")
             ),
         ));
+    }
+    if !spec.mask().contains(&true) {
+        return Err(onnx_error(name, "its spec allows no action (allowed clocks × batches is empty)"));
     }
     Ok(Some(spec))
 }
@@ -194,7 +206,7 @@ pub fn load(path: &Path, config: &PpoPolicyConfig, ctx: &PolicyContext) -> Resul
         (Some(spec), None) => spec,
         (None, features) => PolicySpec::new(features.unwrap_or(FeatureSet::TokenAware), &ctx.action_space),
     };
-    let model = OnnxModel::from_proto(&proto, &name).map_err(|e| onnx_error(&name, e.to_string()))?;
+    let model = OnnxModel::from_proto(&proto, &name).map_err(|e| model_error(&name, e))?;
     let space = spec.action_space().map_err(|e| onnx_error(&name, e.to_string()))?;
     if model.input_len() != spec.features.dim() {
         return Err(onnx_error(
@@ -207,7 +219,7 @@ pub fn load(path: &Path, config: &PpoPolicyConfig, ctx: &PolicyContext) -> Resul
             ),
         ));
     }
-    let outputs = model.run(&vec![0.0; model.input_len()]).map_err(|e| onnx_error(&name, e.to_string()))?;
+    let outputs = model.run(&vec![0.0; model.input_len()]).map_err(|e| model_error(&name, e))?;
     if outputs.len() != space.len() {
         return Err(onnx_error(
             &name,

@@ -142,7 +142,7 @@ mod tests {
         let freqs = ActionSpace::paper().freqs().to_vec();
         let below = freqs[freqs.iter().position(|&f| f == raised.freq).unwrap() - 1];
         assert!(0.02 * 1410.0 / f64::from(below.0) * 301.0 > 11.0);
-        // After a 4 s wait only the top clock is left; with a 7 s wait none meets it: top clock.
+        // After a 4.9 s wait only the top clock meets it; after 7 s none does: the top clock.
         assert_eq!(s.check(&obs(3, 4.9), low).freq, Mhz(1410));
         assert_eq!(s.check(&obs(3, 7.0), low).freq, Mhz(1410));
         // A clock that meets the SLO is left alone.

@@ -126,6 +126,14 @@ fn the_spec_rides_in_the_metadata_and_is_enforced() {
         .unwrap();
     assert!(e.contains("carries its own feature spec"), "{e}");
 
+    // A spec that allows nothing is refused, as for the checkpoint.
+    let mut empty = checkpoint.clone();
+    empty.spec.allowed_batches.clear();
+    let empty_path = dir.path().join("empty.onnx");
+    std::fs::write(&empty_path, encode_proto(&to_proto(&empty))).unwrap();
+    let e = build(json!({"checkpoint": empty_path.to_str().unwrap(), "shield": false})).err().unwrap();
+    assert!(e.contains("allows no action") && e.contains("empty.onnx"), "{e}");
+
     // A deployment with another action space shape is refused, as for the checkpoint.
     let narrow = ActionSpace::new(vec![Mhz(705), Mhz(1410)], vec![1, 8]).unwrap();
     let plugin = find::<PolicyPlugin>("ppo").unwrap();

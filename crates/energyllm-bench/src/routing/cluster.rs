@@ -286,6 +286,14 @@ impl Instance {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        let gated_power_w = sizing.map_or(0.0, |s| s.gated_power_w);
+        if gated_power_w > spec.setup.gpu.idle_power_w {
+            return Err(Error::Setting(format!(
+                "instance {}: a gated GPU drawing {gated_power_w} W would draw more than an idle {} ({} W); \
+                 gating saves power, so give a gated power at or below the idle power",
+                spec.name, spec.setup.gpu.name, spec.setup.gpu.idle_power_w
+            )));
+        }
         let node = build_node(&variants[0], &spec.policy, seed)?;
         let pool_gpus = variants.iter().map(|v| v.setup.model.tensor_parallel.max(1)).max().unwrap_or(1);
         Ok(Instance {
@@ -298,7 +306,7 @@ impl Instance {
             want: None,
             node,
             pool_gpus,
-            gated_power_w: sizing.map_or(0.0, |s| s.gated_power_w),
+            gated_power_w,
             wake_s: sizing.map_or(0.0, |s| s.wake_s.max(0.0)),
             routed: 0,
             active: true,
@@ -372,7 +380,14 @@ impl Instance {
             idle_power_w: self.node.gpu.idle_power_w(),
             slo: v.slo,
             active: self.active && (self.want.is_none() || !any_free),
-            ready_in_s: if self.ready_at > now { self.ready_at.secs_since(now) } else { 0.0 },
+            // A gated instance would first wake.
+            ready_in_s: if self.gated_since.is_some() {
+                self.wake_s
+            } else if self.ready_at > now {
+                self.ready_at.secs_since(now)
+            } else {
+                0.0
+            },
         }
     }
 

@@ -166,8 +166,9 @@ pub struct GatewayMetrics {
     pub request_energy_j: AtomicF64,
     /// Requests the upstream reports running (from its `/metrics`).
     pub upstream_running: AtomicU64,
-    /// The upstream's own latency over the last scrape window that saw requests (NaN until one
-    /// has): time to first token and time between tokens, mean, p50 and p99, in seconds.
+    /// The upstream's own latency over the last window between two scrapes that saw requests
+    /// (NaN until one has): time to first token and time between tokens, mean, p50 and p99, in
+    /// seconds.
     pub upstream_latency_s: UpstreamLatencyGauges,
 }
 
@@ -780,22 +781,23 @@ async fn poll_upstream_metrics(
         let mut state = parsed.as_ref().and_then(|m| engine.state_from_metrics(m).ok());
         if let Some(m) = &parsed {
             let latency = engine.latency_from_metrics(m);
+            // The first scrape is only a baseline: the upstream's lifetime is not a window.
             for (now, before, gauges) in [
                 (&latency.ttft_s, &last.ttft_s, &metrics.upstream_latency_s.ttft),
                 (&latency.itl_s, &last.itl_s, &metrics.upstream_latency_s.itl),
             ] {
-                if let Some(window) =
-                    now.as_ref().and_then(|h| h.since(before.as_ref().unwrap_or(&Histogram::default())))
-                {
+                if let Some(window) = now.as_ref().zip(before.as_ref()).and_then(|(h, b)| h.since(b)) {
                     store_window(gauges, &window);
                 }
             }
             last = latency;
+            use_slots &= m.sum("llamacpp:kv_cache_usage_ratio").is_none();
         }
         if let (true, Some(s)) = (use_slots, state.as_mut()) {
             match fetch_slots(&client, &base).await {
                 Ok(slots) => s.kv_usage_frac = slots.kv_usage_frac(),
-                // No endpoint, or not llama.cpp's format: stop asking.
+                // No endpoint (404, or 501 under --no-slots), or not llama.cpp's format: stop
+                // asking. A failure that may pass (5xx, unreachable) is retried next time.
                 Err(energyllm_core::EngineError::Protocol(_)) => use_slots = false,
                 Err(_) => {}
             }

@@ -95,7 +95,7 @@ pub struct Histogram {
 impl Histogram {
     /// The observations made after `earlier` (a previous scrape of the same histogram): what a
     /// window between two scrapes saw. `None` if the bucket layouts differ or a counter went
-    /// down (the server restarted).
+    /// down (the server restarted). An empty `earlier` (no buckets) gives the whole histogram.
     pub fn since(&self, earlier: &Histogram) -> Option<Histogram> {
         if earlier.buckets.is_empty() {
             return Some(self.clone());
@@ -122,10 +122,12 @@ impl Histogram {
     /// `histogram_quantile` does; the lower edge of the first bucket is 0, and a quantile that
     /// falls in the `+Inf` bucket is the largest finite bound.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if !(0.0..=1.0).contains(&q) || self.count <= 0.0 {
+        // The +Inf bucket is the total as the buckets count it; `_count` may lag or be missing.
+        let total = self.buckets.last().map_or(0.0, |b| b.1);
+        if !(0.0..=1.0).contains(&q) || total <= 0.0 {
             return None;
         }
-        let rank = q * self.count;
+        let rank = q * total;
         let (mut lo, mut below, mut finite) = (0.0, 0.0, false);
         for &(le, n) in &self.buckets {
             if n >= rank && n > below {
@@ -159,10 +161,12 @@ impl Metrics {
         if by_le.is_empty() {
             return None;
         }
+        let buckets: Vec<(f64, f64)> = by_le.into_values().collect();
+        let total = buckets.last().map_or(0.0, |b| b.1);
         Some(Histogram {
-            buckets: by_le.into_values().collect(),
+            buckets,
             sum: self.sum(&format!("{name}_sum")).unwrap_or(0.0),
-            count: self.sum(&format!("{name}_count")).unwrap_or(0.0),
+            count: self.sum(&format!("{name}_count")).unwrap_or(total),
         })
     }
 }

@@ -167,7 +167,8 @@ pub struct SlotsState {
 
 impl SlotsState {
     /// Parses the `/slots` answer: a list of `{id, n_ctx, is_processing, n_prompt_tokens,
-    /// next_token: [{n_decoded}]}` objects (the task fields are absent on a slot that never ran).
+    /// next_token: [{n_decoded}]}` objects (the task fields are absent on a slot that never ran;
+    /// older servers give `n_past`).
     pub fn parse(v: &Value) -> Result<Self, String> {
         let list = v.as_array().ok_or("`/slots` did not answer a list of slots")?;
         let mut s = SlotsState::default();
@@ -180,9 +181,14 @@ impl SlotsState {
             s.ctx_tokens += n_ctx;
             if slot.get("is_processing").and_then(Value::as_bool).unwrap_or(false) {
                 s.busy += 1;
-                let prompt = slot.get("n_prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+                let prompt = slot.get("n_prompt_tokens").and_then(Value::as_u64);
                 let decoded = slot.pointer("/next_token/0/n_decoded").and_then(Value::as_u64).unwrap_or(0);
-                s.used_tokens += (prompt + decoded).min(n_ctx);
+                // Older servers report the tokens in the slot's cache as `n_past` instead.
+                let used = match prompt {
+                    Some(p) => p + decoded,
+                    None => slot.get("n_past").and_then(Value::as_u64).unwrap_or(decoded),
+                };
+                s.used_tokens += used.min(n_ctx);
             }
         }
         Ok(s)
@@ -201,8 +207,8 @@ impl SlotsState {
 }
 
 /// Fetches and parses llama.cpp's `/slots` (on by default; `--no-slots` turns it off, and the
-/// server then answers 501). A server without the endpoint, or with another answer format, is a
-/// `Protocol` error; one that cannot be reached is `Unavailable`.
+/// server then answers 501). A server without the endpoint (404, 501), or with another answer
+/// format, is a `Protocol` error; one that cannot be reached or fails (5xx) is `Unavailable`.
 pub async fn fetch_slots(client: &reqwest::Client, base: &reqwest::Url) -> Result<SlotsState, EngineError> {
     let url = join_url(base, "slots");
     let resp = client
@@ -211,11 +217,14 @@ pub async fn fetch_slots(client: &reqwest::Client, base: &reqwest::Url) -> Resul
         .send()
         .await
         .map_err(|e| transport_error(&url, &e))?;
-    if !resp.status().is_success() {
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::NOT_IMPLEMENTED {
         return Err(EngineError::Protocol(format!(
-            "{url} answered {} (a llama-server started with --no-slots has no slots endpoint)",
-            resp.status()
+            "{url} answered {status} (a llama-server started with --no-slots has no slots endpoint)"
         )));
+    }
+    if !status.is_success() {
+        return Err(EngineError::Unavailable(format!("{url} answered {status}")));
     }
     let v: Value = resp.json().await.map_err(|e| EngineError::Protocol(format!("{url}: {e}")))?;
     SlotsState::parse(&v).map_err(|m| EngineError::Protocol(format!("{url}: {m}")))
