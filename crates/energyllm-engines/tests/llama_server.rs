@@ -208,17 +208,25 @@ async fn the_gateway_holds_the_cap_on_the_servers_own_count() {
         assert!(text.contains("\"completion_tokens\":200"), "{text}");
     }
     assert!(max_running <= 2, "llama-server ran {max_running} at once under a cap of 2");
-    // The upstream's own time per token reaches the gateway's page (scraped every 0.1 s).
+    // The upstream's own time per token and token total reach the gateway's page (scraped every
+    // 0.1 s; the total reaches all six answers once a scrape follows the last one).
     let page_url = format!("http://{}/metrics", gw.addr());
+    let generated = |page: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix("energyllm_upstream_generated_tokens_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
     let mut page = String::new();
     for _ in 0..100 {
         page = client().get(&page_url).send().await.unwrap().text().await.unwrap();
-        if page.contains("energyllm_upstream_itl_seconds{stat=\"mean\"}") {
+        if page.contains("energyllm_upstream_itl_seconds{stat=\"mean\"}") && generated(&page) >= Some(1200.0)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(page.contains("energyllm_upstream_itl_seconds{stat=\"mean\"}"), "{page}");
+    assert!(generated(&page) >= Some(1200.0), "six answers of 200 tokens:\n{page}");
     assert!(gw.metrics().max_in_flight.load(Ordering::SeqCst) <= 2);
     assert!(samples > 0);
     gw.shutdown();

@@ -28,7 +28,9 @@ tgi_request_mean_time_per_token_duration_bucket{le=\"0.02\"} 2\n\
 tgi_request_mean_time_per_token_duration_bucket{le=\"0.04\"} 4\n\
 tgi_request_mean_time_per_token_duration_bucket{le=\"+Inf\"} 4\n\
 tgi_request_mean_time_per_token_duration_sum 0.1\n\
-tgi_request_mean_time_per_token_duration_count 4\n";
+tgi_request_mean_time_per_token_duration_count 4\n\
+tgi_request_input_length_sum 96\n\
+tgi_request_generated_tokens_sum 12\n";
 
 const VLLM_METRICS: &str = "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
 # TYPE vllm:num_requests_running gauge\n\
@@ -92,6 +94,9 @@ async fn tgi_generate_stream_and_metrics_from_recorded_answers() {
     let s = e.engine_state().await.unwrap();
     assert_eq!((s.running, s.waiting), (7, 4));
 
+    let c = EngineKind::Tgi.counters_from_metrics(&e.metrics().await.unwrap());
+    assert_eq!((c.prompt_tokens, c.generated_tokens, c.preemptions), (Some(96.0), Some(12.0), None));
+
     // TGI measures time per token per request, not time to first token.
     let latency = e.latency().await.unwrap();
     assert_eq!(latency.ttft_s, None);
@@ -110,6 +115,11 @@ fn vllm_latency_histograms_from_a_recorded_metrics_page() {
     assert_eq!(ttft.quantile(0.999), Some(0.25), "the +Inf bucket reads as the largest bound");
     let itl = latency.itl_s.unwrap();
     assert!((itl.mean().unwrap() - 0.03).abs() < 1e-12);
+    let c = EngineKind::Vllm.counters_from_metrics(&m);
+    assert_eq!(
+        (c.prompt_tokens, c.generated_tokens, c.preemptions),
+        (Some(123456.0), Some(654321.0), Some(5.0))
+    );
     // vLLM before 0.11 called it time per output token.
     let older = VLLM_METRICS.replace("inter_token_latency_seconds", "time_per_output_token_seconds");
     let itl_old = EngineKind::Vllm.latency_from_metrics(&Metrics::parse(&older).unwrap()).itl_s.unwrap();

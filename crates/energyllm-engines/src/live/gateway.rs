@@ -170,6 +170,19 @@ pub struct GatewayMetrics {
     /// (NaN until one has): time to first token and time between tokens, mean, p50 and p99, in
     /// seconds.
     pub upstream_latency_s: UpstreamLatencyGauges,
+    /// The upstream's own totals at the last scrape (NaN until scraped, and where it exports
+    /// none): prompt tokens, generated tokens, preemptions.
+    pub upstream_totals: UpstreamTotals,
+}
+
+/// See [`GatewayMetrics::upstream_totals`].
+#[derive(Debug)]
+pub struct UpstreamTotals(pub [AtomicF64; 3]);
+
+impl Default for UpstreamTotals {
+    fn default() -> Self {
+        UpstreamTotals([AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN)])
+    }
 }
 
 /// Gauges of the upstream's own latency (see [`GatewayMetrics::upstream_latency_s`]).
@@ -294,6 +307,19 @@ impl GatewayMetrics {
             "Requests the upstream reports running.",
             g(&self.upstream_running).to_string(),
         );
+        for ((name, help), v) in [
+            ("energyllm_upstream_prompt_tokens_total", "Prompt tokens the upstream reports processed."),
+            ("energyllm_upstream_generated_tokens_total", "Tokens the upstream reports generated."),
+            ("energyllm_upstream_preemptions_total", "Requests the upstream reports preempted."),
+        ]
+        .into_iter()
+        .zip(&self.upstream_totals.0)
+        {
+            let v = v.get();
+            if v.is_finite() {
+                line(name, "counter", help, v.to_string());
+            }
+        }
         for (name, what, gauges) in [
             ("energyllm_upstream_ttft_seconds", "time to first token", &self.upstream_latency_s.ttft),
             ("energyllm_upstream_itl_seconds", "time between output tokens", &self.upstream_latency_s.itl),
@@ -791,6 +817,12 @@ async fn poll_upstream_metrics(
                 }
             }
             last = latency;
+            let c = engine.counters_from_metrics(m);
+            for (gauge, v) in
+                metrics.upstream_totals.0.iter().zip([c.prompt_tokens, c.generated_tokens, c.preemptions])
+            {
+                gauge.set(v.unwrap_or(f64::NAN));
+            }
             use_slots &= m.sum("llamacpp:kv_cache_usage_ratio").is_none();
         }
         if let (true, Some(s)) = (use_slots, state.as_mut()) {

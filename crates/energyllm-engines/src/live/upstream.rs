@@ -152,6 +152,42 @@ impl EngineKind {
     }
 }
 
+/// The upstream's own running totals, from its `/metrics` (`None` where it exports none).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UpstreamCounters {
+    /// Prompt tokens processed (vLLM `vllm:prompt_tokens_total`, TGI the sum of
+    /// `tgi_request_input_length`, llama.cpp `llamacpp:prompt_tokens_total`).
+    pub prompt_tokens: Option<f64>,
+    /// Tokens generated (vLLM `vllm:generation_tokens_total`, TGI the sum of
+    /// `tgi_request_generated_tokens`, llama.cpp `llamacpp:tokens_predicted_total`).
+    pub generated_tokens: Option<f64>,
+    /// Requests preempted (vLLM `vllm:num_preemptions_total`; the others export none).
+    pub preemptions: Option<f64>,
+}
+
+impl EngineKind {
+    /// The upstream's running totals (see [`UpstreamCounters`]).
+    pub fn counters_from_metrics(self, m: &Metrics) -> UpstreamCounters {
+        match self {
+            EngineKind::Vllm => UpstreamCounters {
+                prompt_tokens: m.sum("vllm:prompt_tokens_total"),
+                generated_tokens: m.sum("vllm:generation_tokens_total"),
+                preemptions: m.sum("vllm:num_preemptions_total"),
+            },
+            EngineKind::Tgi => UpstreamCounters {
+                prompt_tokens: m.sum("tgi_request_input_length_sum"),
+                generated_tokens: m.sum("tgi_request_generated_tokens_sum"),
+                preemptions: None,
+            },
+            EngineKind::Llamacpp => UpstreamCounters {
+                prompt_tokens: m.sum("llamacpp:prompt_tokens_total"),
+                generated_tokens: m.sum("llamacpp:tokens_predicted_total"),
+                preemptions: None,
+            },
+        }
+    }
+}
+
 /// llama.cpp's `/slots`: how many slots are busy and how much of their context they hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SlotsState {
