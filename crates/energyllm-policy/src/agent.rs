@@ -92,6 +92,27 @@ impl PolicySpec {
         ActionSpace::new(self.freqs_mhz.iter().map(|&f| Mhz(f)).collect(), self.batches.clone())
     }
 
+    /// Checks what a stored spec claims against this build: the feature names (a changed feature
+    /// list is caught), the action space, and that some action is allowed. `name` names the
+    /// file in errors.
+    pub fn check(&self, name: &str) -> Result<ActionSpace, Error> {
+        let err = |reason: String| Error::Checkpoint { name: name.to_owned(), reason };
+        let names: Vec<&str> = self.feature_names.iter().map(String::as_str).collect();
+        if names != self.features.names() {
+            return Err(err(format!(
+                "was trained on features [{}], but this build's `{}` set is [{}]; retrain with `cargo xtask train`",
+                names.join(", "),
+                self.features.label(),
+                self.features.names().join(", ")
+            )));
+        }
+        let space = self.action_space().map_err(|e| err(e.to_string()))?;
+        if !self.mask().contains(&true) {
+            return Err(err("allows no action (allowed clocks × batches is empty)".into()));
+        }
+        Ok(space)
+    }
+
     /// Which flat actions are allowed (clock-major, as [`ActionSpace::action`] numbers them).
     pub fn mask(&self) -> Vec<bool> {
         let mut mask = Vec::with_capacity(self.freqs_mhz.len() * self.batches.len());
@@ -154,16 +175,7 @@ impl Checkpoint {
                 c.version
             )));
         }
-        let names: Vec<&str> = c.spec.feature_names.iter().map(String::as_str).collect();
-        if names != c.spec.features.names() {
-            return Err(err(format!(
-                "was trained on features [{}], but this build's `{}` set is [{}]; retrain with `cargo xtask train`",
-                names.join(", "),
-                c.spec.features.label(),
-                c.spec.features.names().join(", ")
-            )));
-        }
-        let space = c.spec.action_space().map_err(|e| err(e.to_string()))?;
+        let space = c.spec.check(name)?;
         if !c.actor.is_consistent()
             || c.actor.input_dim() != c.spec.features.dim()
             || c.actor.output_dim() != space.len()
@@ -176,9 +188,6 @@ impl Checkpoint {
                 c.spec.features.dim(),
                 space.len()
             )));
-        }
-        if !c.spec.mask().contains(&true) {
-            return Err(err("allows no action (allowed clocks × batches is empty)".into()));
         }
         Ok(c)
     }

@@ -166,21 +166,7 @@ fn stored_spec(proto: &pb::ModelProto, name: &str) -> Result<Option<PolicySpec>,
             format!("its `{SPEC_METADATA_KEY}` metadata is not a policy spec ({e}); re-export it"),
         )
     })?;
-    let names: Vec<&str> = spec.feature_names.iter().map(String::as_str).collect();
-    if names != spec.features.names() {
-        return Err(onnx_error(
-            name,
-            format!(
-                "was exported for features [{}], but this build's `{}` set is [{}]; retrain and re-export",
-                names.join(", "),
-                spec.features.label(),
-                spec.features.names().join(", ")
-            ),
-        ));
-    }
-    if !spec.mask().contains(&true) {
-        return Err(onnx_error(name, "its spec allows no action (allowed clocks × batches is empty)"));
-    }
+    spec.check(name)?;
     Ok(Some(spec))
 }
 
@@ -206,8 +192,8 @@ pub fn load(path: &Path, config: &PpoPolicyConfig, ctx: &PolicyContext) -> Resul
         (Some(spec), None) => spec,
         (None, features) => PolicySpec::new(features.unwrap_or(FeatureSet::TokenAware), &ctx.action_space),
     };
+    let space = spec.check(&name)?;
     let model = OnnxModel::from_proto(&proto, &name).map_err(|e| model_error(&name, e))?;
-    let space = spec.action_space().map_err(|e| onnx_error(&name, e.to_string()))?;
     if model.input_len() != spec.features.dim() {
         return Err(onnx_error(
             &name,
