@@ -179,9 +179,14 @@ pub struct GatewayMetrics {
 #[derive(Debug)]
 pub struct UpstreamTotals(pub [AtomicF64; 3]);
 
+/// Three gauges that read "not known" (NaN, left off the page) until set.
+fn unknown3() -> [AtomicF64; 3] {
+    [AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN)]
+}
+
 impl Default for UpstreamTotals {
     fn default() -> Self {
-        UpstreamTotals([AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN)])
+        UpstreamTotals(unknown3())
     }
 }
 
@@ -196,8 +201,7 @@ pub struct UpstreamLatencyGauges {
 
 impl Default for UpstreamLatencyGauges {
     fn default() -> Self {
-        let nan = || [AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN), AtomicF64::new(f64::NAN)];
-        UpstreamLatencyGauges { ttft: nan(), itl: nan() }
+        UpstreamLatencyGauges { ttft: unknown3(), itl: unknown3() }
     }
 }
 
