@@ -22,10 +22,9 @@ use energyllm_core::{BatchingMode, Engine, FrequencyActuator, Mhz, PAPER_BATCHES
 use energyllm_engines::{IterationModel, ModelSpec, SimEngineConfig, SimServer};
 use energyllm_hw::{GpuSpec, SharedSimGpu, SimGpu};
 use energyllm_models::file::{created_by, Metric};
-use energyllm_models::iteration_rate::RATE_FEATURES;
 use energyllm_models::profile::{iteration_dataset, read_iteration_profile, write_rows};
 use energyllm_models::{
-    cross_validate, Accuracy, CvReport, Dataset, GbtPerfParams, IterationProfileRow, IterationRateParams,
+    cross_validate, Accuracy, CvReport, GbtPerfParams, IterationProfileRow, IterationRateParams,
     IterationTarget, ModelFile, ModelMeta, OlsFit, Quantity, SavedModel, TrainingSummary, WilkinsParams,
     WilkinsSample,
 };
@@ -626,7 +625,7 @@ fn run_fit_gbt(args: &FitGbtArgs) -> anyhow::Result<()> {
     let rate_params = IterationRateParams { gbt: params.latency.clone() };
     let latency = iteration_dataset(&rows, IterationTarget::Latency)?;
     let power = iteration_dataset(&rows, IterationTarget::Power)?;
-    let decode = decode_dataset(&rows)?;
+    let decode = energyllm_models::iteration_rate::decode_dataset(&rows)?;
     let mut table = String::from(
         "| target | rows | folds | CV R² | CV MAPE | CV RMSE | constant R² | constant MAPE |\n|---|---|---|---|---|---|---|---|\n",
     );
@@ -685,18 +684,6 @@ fn run_fit_gbt(args: &FitGbtArgs) -> anyhow::Result<()> {
     rate_file.save(&rate_path)?;
     println!("\nwrote {} and {}", gbt_path.display(), rate_path.display());
     Ok(())
-}
-
-/// The decode-only rows as (clock, batch, KV tokens) → latency, what the rate model fits.
-fn decode_dataset(rows: &[IterationProfileRow]) -> anyhow::Result<Dataset> {
-    let decode: Vec<&IterationProfileRow> = rows.iter().filter(|r| r.prefill_tokens == 0).collect();
-    let records = decode
-        .iter()
-        .flat_map(|r| [f64::from(r.freq_mhz), f64::from(r.batch_size), r.kv_tokens as f64])
-        .collect();
-    let targets = decode.iter().map(|r| r.latency_s).collect();
-    let features = RATE_FEATURES.iter().map(|(n, u)| Quantity::new(n, u)).collect();
-    Ok(Dataset::new(features, Quantity::new("latency_s", "s"), records, targets)?)
 }
 
 /// `energyllm models …`.

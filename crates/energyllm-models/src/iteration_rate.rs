@@ -114,26 +114,29 @@ pub fn project(rate: impl Fn(u32, u64) -> f64, running: &[RunningRequest], windo
     }
 }
 
+/// The decode-only rows (no prefill tokens) of an iteration profile as (clock, batch, KV tokens)
+/// → latency: what the rate model fits (and what a cross-validation of it should hold out).
+pub fn decode_dataset(rows: &[IterationProfileRow]) -> Result<Dataset, Error> {
+    let decode: Vec<&IterationProfileRow> = rows.iter().filter(|r| r.prefill_tokens == 0).collect();
+    if decode.len() < 2 {
+        return Err(Error::fit(
+            "iteration-rate",
+            format!("{} decode-only rows (prefill_tokens = 0): profile more decode iterations", decode.len()),
+        ));
+    }
+    let records = decode
+        .iter()
+        .flat_map(|r| [f64::from(r.freq_mhz), f64::from(r.batch_size), r.kv_tokens as f64])
+        .collect();
+    let targets = decode.iter().map(|r| r.latency_s).collect();
+    let features = RATE_FEATURES.iter().map(|(n, u)| Quantity::new(n, u)).collect();
+    Dataset::new(features, Quantity::new("latency_s", "s"), records, targets)
+}
+
 impl IterationRateParams {
     /// Fits on the decode-only rows (no prefill tokens) of an iteration profile.
     pub fn fit(&self, rows: &[IterationProfileRow]) -> Result<IterationRateModel, Error> {
-        let decode: Vec<&IterationProfileRow> = rows.iter().filter(|r| r.prefill_tokens == 0).collect();
-        if decode.len() < 2 {
-            return Err(Error::fit(
-                "iteration-rate",
-                format!(
-                    "{} decode-only rows (prefill_tokens = 0): profile more decode iterations",
-                    decode.len()
-                ),
-            ));
-        }
-        let records = decode
-            .iter()
-            .flat_map(|r| [f64::from(r.freq_mhz), f64::from(r.batch_size), r.kv_tokens as f64])
-            .collect();
-        let targets = decode.iter().map(|r| r.latency_s).collect();
-        let features = RATE_FEATURES.iter().map(|(n, u)| Quantity::new(n, u)).collect();
-        let data = Dataset::new(features, Quantity::new("latency_s", "s"), records, targets)?;
+        let data = decode_dataset(rows)?;
         Ok(IterationRateModel { iteration_time: self.gbt.fit(&data)? })
     }
 }

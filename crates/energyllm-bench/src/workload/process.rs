@@ -197,19 +197,7 @@ pub fn process(
     {
         return Err(Error::Setting("a maximum length is below its minimum".into()));
     }
-    let mut state = State {
-        path,
-        out,
-        tokenizer,
-        opts,
-        report: ProcessReport::default(),
-        rng: match opts.arrivals {
-            OutputArrivals::Poisson { seed, .. } => Some(ChaCha8Rng::seed_from_u64(seed)),
-            _ => None,
-        },
-        clock_s: 0.0,
-        line_buf: String::new(),
-    };
+    let mut state = State::new(path, out, tokenizer, opts);
     match opts.format {
         RawFormat::Sharegpt => state.sharegpt(input)?,
         _ => state.json_lines(input)?,
@@ -232,7 +220,23 @@ struct State<'a, W: Write> {
     line_buf: String,
 }
 
-impl<W: Write> State<'_, W> {
+impl<'a, W: Write> State<'a, W> {
+    fn new(path: &'a Path, out: &'a mut W, tokenizer: &'a Tokenizer, opts: &'a ProcessOptions) -> Self {
+        State {
+            path,
+            out,
+            tokenizer,
+            opts,
+            report: ProcessReport::default(),
+            rng: match opts.arrivals {
+                OutputArrivals::Poisson { seed, .. } => Some(ChaCha8Rng::seed_from_u64(seed)),
+                _ => None,
+            },
+            clock_s: 0.0,
+            line_buf: String::new(),
+        }
+    }
+
     fn done(&self) -> bool {
         self.opts.limit.is_some_and(|l| self.report.written >= l)
     }
@@ -751,19 +755,7 @@ fn process_parquet(
     let out =
         std::fs::File::create(output).map_err(|source| Error::Io { path: output.to_owned(), source })?;
     let mut out = std::io::BufWriter::new(out);
-    let mut state = State {
-        path: input,
-        out: &mut out,
-        tokenizer,
-        opts,
-        report: ProcessReport::default(),
-        rng: match opts.arrivals {
-            OutputArrivals::Poisson { seed, .. } => Some(ChaCha8Rng::seed_from_u64(seed)),
-            _ => None,
-        },
-        clock_s: 0.0,
-        line_buf: String::new(),
-    };
+    let mut state = State::new(input, &mut out, tokenizer, opts);
     for (i, row) in reader.into_iter().enumerate() {
         if state.done() {
             break;
