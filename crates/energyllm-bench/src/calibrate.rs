@@ -76,14 +76,14 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 fn data_err(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::Workload { name: path.display().to_string(), reason: reason.to_string() }
+    Error::Data { name: path.display().to_string(), reason: reason.to_string() }
 }
 
 fn read_csv(path: &Path) -> Result<Vec<BTreeMap<String, String>>, Error> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| data_err(path, e))?;
     let mut rows = Vec::new();
     for (i, rec) in reader.deserialize::<BTreeMap<String, String>>().enumerate() {
-        rows.push(rec.map_err(|e| Error::WorkloadLine {
+        rows.push(rec.map_err(|e| Error::DataLine {
             path: path.to_owned(),
             line: i + 2,
             reason: e.to_string(),

@@ -2,13 +2,13 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Errors from workloads, simulation runs and reports.
+/// Errors from the experiments: evaluations, sweeps, training, calibration and reports.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A workload file has a bad line; fix or remove that line.
+    /// A measurement file has a bad line; the message names the file, line and field.
     #[error("{}:{line}: {reason}", path.display())]
-    WorkloadLine {
+    DataLine {
         /// The file.
         path: PathBuf,
         /// 1-based line number.
@@ -16,10 +16,10 @@ pub enum Error {
         /// What is wrong with it (names the field).
         reason: String,
     },
-    /// A workload is unusable as a whole.
-    #[error("workload {name}: {reason}")]
-    Workload {
-        /// File path or built-in name.
+    /// A measurement file is unusable as a whole.
+    #[error("data {name}: {reason}")]
+    Data {
+        /// File path.
         name: String,
         /// What is wrong.
         reason: String,
@@ -32,7 +32,7 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// An evaluation setting is out of range; the message names it.
+    /// An experiment setting is out of range; the message names it.
     #[error("invalid setting: {0}")]
     Setting(String),
     /// From energyllm-core (configs, plugin lookup).
@@ -47,6 +47,15 @@ pub enum Error {
     /// An actuator refused a command.
     #[error(transparent)]
     Actuator(#[from] energyllm_core::ActuatorError),
+    /// From reading or drawing a workload.
+    #[error(transparent)]
+    Workload(#[from] energyllm_workload::Error),
+    /// From a simulation run.
+    #[error(transparent)]
+    Sim(#[from] energyllm_sim::Error),
+    /// From the policies (training, checkpoints).
+    #[error(transparent)]
+    Policy(#[from] energyllm_policy::Error),
     /// A report could not be serialised.
     #[error("writing {what}: {reason}")]
     Report {
@@ -54,13 +63,5 @@ pub enum Error {
         what: String,
         /// Why.
         reason: String,
-    },
-    /// The simulation ran past its step limit without finishing: a bug, please report it.
-    #[error("the simulation did not finish within {steps} steps (simulated time {sim_time_s:.1} s); this is a bug")]
-    Runaway {
-        /// Steps taken.
-        steps: u64,
-        /// Simulated time reached.
-        sim_time_s: f64,
     },
 }

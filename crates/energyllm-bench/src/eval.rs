@@ -3,10 +3,10 @@
 use energyllm_core::registry::{find, PluginSpec, PolicyContext, PolicyPlugin};
 use energyllm_core::{Policy, RequestRecord, RunSummary, RunTotals};
 
-use crate::driver::{simulate, RunResult, SimSetup};
-use crate::reference::{clairvoyant, energy_floor, ClairvoyantConfig, EnergyFloor};
-use crate::workload::{sample_requests, ArrivalPattern, LengthDataset, Replay};
 use crate::Error;
+use energyllm_sim::clairvoyant::{clairvoyant, energy_floor, ClairvoyantConfig, EnergyFloor};
+use energyllm_sim::simulation::{simulate, RunResult, SimSetup};
+use energyllm_workload::{sample_requests, ArrivalPattern, LengthDataset, Replay};
 
 /// What to compare and on what.
 #[derive(Clone, Debug)]
@@ -70,13 +70,13 @@ impl EvalSettings {
     pub fn arrivals_end_s(&self) -> Result<f64, Error> {
         match &self.workload {
             WorkloadSource::Sampled(_) => Ok(self.duration_s),
-            WorkloadSource::Replay { replay, .. } => replay.arrivals_end_s(),
+            WorkloadSource::Replay { replay, .. } => Ok(replay.arrivals_end_s()?),
         }
     }
 
     /// The requests of run `i`.
     pub fn requests(&self, i: u32) -> Result<Vec<energyllm_core::Request>, Error> {
-        match &self.workload {
+        let requests = match &self.workload {
             WorkloadSource::Sampled(pattern) => sample_requests(
                 &self.dataset,
                 pattern,
@@ -87,7 +87,8 @@ impl EvalSettings {
             WorkloadSource::Replay { replay, draw_lengths } => {
                 replay.requests(draw_lengths.then_some(&self.dataset), self.run_seed(i))
             }
-        }
+        };
+        Ok(requests?)
     }
 
     /// One line on the workload, for reports: the process and rate, or the trace and its scaling.

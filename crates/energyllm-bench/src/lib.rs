@@ -1,39 +1,38 @@
 /*!
-Workloads, the discrete-event runner, experiments, reports and the `energyllm` program.
+The experiments: what energyllm measures about policies, and how it reports it.
 
-- [`workload`]: request lengths (the EnergyLLM JSON-lines schema, the bundled samples),
-  arrival processes, trace readers and replay, dataset processing with real tokenizers, and
-  statistics; [`cli_dataset`]: `energyllm dataset process|stats|list`.
-- [`driver`]: the discrete-event driver. It owns virtual time and steps the sans-IO
-  [`Controller`](energyllm_core::Controller), the simulated engine and the simulated GPU, the way
-  the live gateway drives the same controller with real time.
-- [`eval`]: policy comparisons over several seeded runs on identical workloads; [`report`]:
-  the paper's table and CSV/JSON outputs.
-- [`cli`]: the command-line surface, shared by the `energyllm` binary and `cargo xtask`.
+Every figure in the README, BENCHMARKS.md and `docs/` comes from a function here, run on the
+simulation ([energyllm-sim](energyllm_sim)) over workloads ([energyllm-workload](energyllm_workload)):
+
+- [`eval`]: policy comparisons over several seeded runs on identical workloads (mean ± 95% CI),
+  with the clairvoyant reference and the energy floor; [`report`]: the tables, the headline and
+  the CSV/JSON files with `meta.json`; [`sweep`]: the same across arrival rates and SLOs.
+- [`train`]: the PPO training pipeline of `cargo xtask train` (training curve, checkpoints).
+- [`calibrate`]: the simulator against the real measurements in `../shared/data`, with
+  [`optimize`]'s small Nelder–Mead for the fits; [`paper_observations`]: the EnergyLLM paper's
+  three observations reproduced on the simulator.
+- [`profiler`]: sweeps any [`Engine`](energyllm_core::Engine) +
+  [`FrequencyActuator`](energyllm_core::FrequencyActuator) pair through their traits into
+  profiles, so the same code profiles the simulator and a live engine on a real GPU.
+- [`plots`]: every SVG the project writes, in one module.
+
+Why it is shaped so: experiments change often and depend on everything below them, so they live
+apart from the mechanisms they measure; no argument parsing or terminal output happens here
+(that is energyllm-cli's job), so an experiment is a function from settings to results that a
+test can call. Errors are this crate's own [`Error`]; long runs report progress through a
+callback rather than drawing it.
 */
 #![deny(missing_docs)]
 
 pub mod calibrate;
-pub mod cli;
-pub mod cli_dataset;
-#[cfg(feature = "live")]
-pub mod cli_live;
-pub mod cli_models;
-pub mod cli_route;
-pub mod driver;
-pub mod env;
 mod error;
 pub mod eval;
-pub mod observe;
 pub mod optimize;
+pub mod paper_observations;
 pub mod plots;
-pub mod profile;
-pub mod reference;
+pub mod profiler;
 pub mod report;
-pub mod routing;
 pub mod sweep;
-pub mod synthetic;
 pub mod train;
-pub mod workload;
 
 pub use error::Error;

@@ -1,4 +1,4 @@
-//! `cargo xtask train`: PPO on the serving environment, with a progress bar, a training curve
+//! `cargo xtask train`: PPO on the serving environment, with progress reports, a training curve
 //! (CSV and SVG) and checkpoints.
 //!
 //! Two presets. `fast` (the default) is sized to train a policy in under a minute on a 2-core
@@ -13,9 +13,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context as _;
-use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -24,10 +21,13 @@ use energyllm_policy::nn::Activation;
 use energyllm_policy::ppo::{LagrangeConfig, Progress};
 use energyllm_policy::{Checkpoint, FeatureSet, Ppo, PpoConfig};
 
-use crate::env::{RewardMode, ServingEnv, ServingEnvConfig};
+use energyllm_sim::serving_env::{RewardMode, ServingEnv, ServingEnvConfig};
+
+use crate::plots::training_curve_svg;
+use crate::Error;
 
 /// Training configuration presets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
     /// Small networks and large minibatches: a policy in about a minute.
     Fast,
@@ -36,7 +36,7 @@ pub enum Preset {
 }
 
 /// Observation feature sets, for the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Features {
     /// The 16 token-aware features.
     TokenAware,
@@ -45,7 +45,7 @@ pub enum Features {
 }
 
 /// Reward shapes, for the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reward {
     /// The paper's: SLO hit/miss, energy per request, bonus under 180 J.
     Paper,
@@ -55,59 +55,104 @@ pub enum Reward {
     Constrained,
 }
 
+impl Preset {
+    /// Every preset, in the order the command line lists them.
+    pub const ALL: [Preset; 2] = [Preset::Fast, Preset::Paper];
+
+    /// The preset's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Fast => "fast",
+            Preset::Paper => "paper",
+        }
+    }
+}
+
+impl Features {
+    /// Every feature set, in the order the command line lists them.
+    pub const ALL: [Features; 2] = [Features::TokenAware, Features::Paper];
+
+    /// The feature set's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Features::TokenAware => "token-aware",
+            Features::Paper => "paper",
+        }
+    }
+}
+
+impl Reward {
+    /// Every reward shape, in the order the command line lists them.
+    pub const ALL: [Reward; 3] = [Reward::Paper, Reward::NoEnergy, Reward::Constrained];
+
+    /// The reward shape's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reward::Paper => "paper",
+            Reward::NoEnergy => "no-energy",
+            Reward::Constrained => "constrained",
+        }
+    }
+}
+
 /// The default `--total-timesteps`.
 pub const DEFAULT_TIMESTEPS: u64 = 655_360;
 
-/// Arguments of `train`.
-#[derive(Args, Clone, Debug)]
-pub struct TrainArgs {
+/// What to train and where to write it: the settings of `cargo xtask train`.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
     /// Environment steps (decision epochs) to train for, rounded up to whole rollouts.
-    #[arg(long, default_value_t = DEFAULT_TIMESTEPS)]
     pub total_timesteps: u64,
     /// Seed of everything random (weights, episodes, actions, minibatch order).
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Hyperparameter preset.
-    #[arg(long, value_enum, default_value_t = Preset::Fast)]
     pub preset: Preset,
     /// Observation features.
-    #[arg(long, value_enum, default_value_t = Features::TokenAware)]
     pub features: Features,
     /// Reward shape. Default: constrained, which beat the paper's shape on the evaluation
     /// (BENCHMARKS.md).
-    #[arg(long, value_enum, default_value_t = Reward::Constrained)]
     pub reward: Reward,
     /// SLO attainment targeted by `--reward constrained`.
-    #[arg(long, default_value_t = 0.95)]
     pub target_attainment: f64,
     /// Fix the clock (MHz): the "fixed clock" ablation (only batch caps are learned).
-    #[arg(long)]
     pub fixed_clock: Option<u32>,
     /// Fix the batch cap: the "fixed batch" ablation (only clocks are learned).
-    #[arg(long)]
     pub fixed_batch: Option<u32>,
     /// Train without the safety shield in the loop.
-    #[arg(long)]
     pub no_shield: bool,
     /// More GPU profiles to draw episodes on besides the A100-40GB (domain randomisation), e.g.
     /// `--extra-gpu h100`; the checkpoint keeps the A100's action space.
-    #[arg(long = "extra-gpu", value_name = "GPU")]
     pub extra_gpus: Vec<String>,
     /// Parallel environments (default: the preset's).
-    #[arg(long)]
     pub envs: Option<usize>,
     /// Directory for curve.csv, curve.svg and checkpoints (default: results/train).
-    #[arg(long)]
     pub out: Option<PathBuf>,
     /// Also write the final checkpoint here.
-    #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
-impl TrainArgs {
+/// The default training run: the settings that make the shipped default checkpoint.
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            total_timesteps: DEFAULT_TIMESTEPS,
+            seed: 0,
+            preset: Preset::Fast,
+            features: Features::TokenAware,
+            reward: Reward::Constrained,
+            target_attainment: 0.95,
+            fixed_clock: None,
+            fixed_batch: None,
+            no_shield: false,
+            extra_gpus: Vec::new(),
+            envs: None,
+            out: None,
+            checkpoint: None,
+        }
+    }
+}
+
+impl TrainConfig {
     /// Whether these are the arguments that make the shipped default checkpoint.
     pub fn is_default_variant(&self) -> bool {
         self.total_timesteps == DEFAULT_TIMESTEPS
@@ -219,50 +264,24 @@ fn csv(rows: &[CurveRow]) -> String {
     s
 }
 
-/// Three stacked panels (episode reward, SLO attainment, energy per request) against steps.
+/// The curve as three stacked panels against steps.
 fn svg(rows: &[CurveRow]) -> String {
-    let (w, ph, pad) = (640.0, 160.0, 48.0);
-    type Panel = (&'static str, fn(&CurveRow) -> f64);
-    let panels: [Panel; 3] = [
-        ("mean episode reward", |r| r.reward),
-        ("SLO attainment", |r| r.slo),
-        ("busy energy per request (J)", |r| r.energy),
-    ];
-    let height = panels.len() as f64 * (ph + pad) + pad;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" \
-         font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
     let xmax = rows.last().map_or(1.0, |r| r.timesteps as f64).max(1.0);
-    for (k, (title, f)) in panels.iter().enumerate() {
-        let top = pad + k as f64 * (ph + pad);
-        let pts: Vec<(f64, f64)> =
-            rows.iter().map(|r| (r.timesteps as f64, f(r))).filter(|p| p.1.is_finite()).collect();
-        let (lo, hi) =
-            pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |m, p| (m.0.min(p.1), m.1.max(p.1)));
-        let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (lo.min(0.0), lo.max(0.0) + 1.0) };
-        let x = |v: f64| pad + v / xmax * (w - 2.0 * pad);
-        let y = |v: f64| top + ph - (v - lo) / (hi - lo) * ph;
-        let _ = writeln!(
-            s,
-            "<text x=\"{pad}\" y=\"{:.1}\">{title} (steps 0–{xmax:.0}; {lo:.3} – {hi:.3})</text>\n\
-             <rect x=\"{pad}\" y=\"{top}\" width=\"{:.1}\" height=\"{ph}\" fill=\"none\" stroke=\"#999\"/>",
-            top - 6.0,
-            w - 2.0 * pad
-        );
-        let path: Vec<String> = pts.iter().map(|&(a, b)| format!("{:.1},{:.1}", x(a), y(b))).collect();
-        let _ = writeln!(
-            s,
-            "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"/>",
-            path.join(" ")
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+    let series = |f: fn(&CurveRow) -> f64| -> Vec<(f64, f64)> {
+        rows.iter().map(|r| (r.timesteps as f64, f(r))).filter(|p| p.1.is_finite()).collect()
+    };
+    training_curve_svg(
+        &[
+            ("mean episode reward", series(|r| r.reward)),
+            ("SLO attainment", series(|r| r.slo)),
+            ("busy energy per request (J)", series(|r| r.energy)),
+        ],
+        xmax,
+    )
 }
 
 /// Environment steps per second with uniformly random allowed actions (the environment alone).
-pub fn env_steps_per_s(config: &ServingEnvConfig, steps: u64, seed: u64) -> anyhow::Result<f64> {
+pub fn env_steps_per_s(config: &ServingEnvConfig, steps: u64, seed: u64) -> Result<f64, Error> {
     let mut env = ServingEnv::new(config.clone())?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut mask = vec![true; env.n_actions()];
@@ -279,10 +298,23 @@ pub fn env_steps_per_s(config: &ServingEnvConfig, steps: u64, seed: u64) -> anyh
     Ok(steps as f64 / t.elapsed().as_secs_f64())
 }
 
-/// Runs `train`; returns the final checkpoint. Writes curve.csv, curve.svg and checkpoint.json
-/// into `out` (and the checkpoint to `--checkpoint` when given).
-pub fn run_train(args: &TrainArgs, out: &Path) -> anyhow::Result<Checkpoint> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+/// What a training run produced.
+pub struct Trained {
+    /// The final checkpoint (also written to `out/checkpoint.json`).
+    pub checkpoint: Checkpoint,
+    /// What to tell the person who ran it: speeds, the last episodes' figures, the files written.
+    pub summary: String,
+}
+
+/// Runs `train`. Writes curve.csv, curve.svg and checkpoint.json into `out` (and the checkpoint
+/// to `args.checkpoint` when given). After each PPO update, `on_update` gets the steps done so far
+/// and a one-line status for a progress display.
+pub fn run_train(
+    args: &TrainConfig,
+    out: &Path,
+    mut on_update: impl FnMut(u64, String),
+) -> Result<Trained, Error> {
+    std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.to_owned(), source })?;
     let ppo_config = args.ppo_config();
     let env_config = args.env_config();
     let envs = (0..ppo_config.n_envs.max(1))
@@ -292,13 +324,6 @@ pub fn run_train(args: &TrainArgs, out: &Path) -> anyhow::Result<Checkpoint> {
     let (obs_dim, n_actions) = (envs[0].obs_dim(), envs[0].n_actions());
     let env_rate = env_steps_per_s(&env_config, 3000, args.seed)?;
     let mut ppo = Ppo::new(ppo_config.clone(), obs_dim, n_actions, args.seed)?;
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.total_timesteps) };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {bar:30} {pos}/{len} steps ({elapsed}, about {eta} left) {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     let mut rows: Vec<CurveRow> = Vec::new();
     let started = Instant::now();
     let mut last = Progress::default();
@@ -342,24 +367,20 @@ pub fn run_train(args: &TrainArgs, out: &Path) -> anyhow::Result<Checkpoint> {
             overrides: mean_metric(p, "shield_overrides"),
             progress: p.clone(),
         };
-        bar.set_position(p.timesteps.min(args.total_timesteps));
-        bar.set_message(format!(
-            "reward {:.1}, SLO {:.1}%, {:.0} J/req",
-            row.reward,
-            100.0 * row.slo,
-            row.energy
-        ));
+        on_update(
+            p.timesteps.min(args.total_timesteps),
+            format!("reward {:.1}, SLO {:.1}%, {:.0} J/req", row.reward, 100.0 * row.slo, row.energy),
+        );
         rows.push(row);
         last = p.clone();
     })?;
     drop(envs.drain(..));
-    bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     let checkpoint = Checkpoint::new(spec, ppo.actor.clone(), training(&ppo, &rows));
     for (file, contents) in [("curve.csv", csv(&rows)), ("curve.svg", svg(&rows))] {
         let path = out.join(file);
         if let Err(e) = std::fs::write(&path, contents) {
-            save_error.get_or_insert(anyhow::anyhow!("writing {}: {e}", path.display()));
+            save_error.get_or_insert(Error::Io { path, source: e });
         }
     }
     checkpoint.save(&out.join("checkpoint.json"))?;
@@ -371,7 +392,9 @@ pub fn run_train(args: &TrainArgs, out: &Path) -> anyhow::Result<Checkpoint> {
     }
     let steps = last.timesteps as f64;
     let samples = steps * ppo_config.n_epochs as f64;
-    println!(
+    let mut summary = String::new();
+    let _ = writeln!(
+        summary,
         "trained {} steps in {wall:.1} s wall: {:.0} steps/s whole loop; environment alone {env_rate:.0} steps/s \
          (1 thread); rollouts {:.0} steps/s ({} env threads, {:.1} s); updates {:.0} samples/s ({:.1} s)",
         last.timesteps,
@@ -383,7 +406,8 @@ pub fn run_train(args: &TrainArgs, out: &Path) -> anyhow::Result<Checkpoint> {
         last.update_s,
     );
     if let Some(r) = rows.iter().rev().find(|r| r.slo.is_finite()) {
-        println!(
+        let _ = writeln!(
+            summary,
             "last episodes: reward {:.2}, SLO attainment {:.1}%, {:.1} J/request busy, {:.1} shield overrides/episode",
             r.reward,
             100.0 * r.slo,
@@ -391,6 +415,6 @@ pub fn run_train(args: &TrainArgs, out: &Path) -> anyhow::Result<Checkpoint> {
             r.overrides
         );
     }
-    println!("wrote {}/curve.csv, curve.svg, checkpoint.json", out.display());
-    Ok(checkpoint)
+    let _ = writeln!(summary, "wrote {}/curve.csv, curve.svg, checkpoint.json", out.display());
+    Ok(Trained { checkpoint, summary })
 }

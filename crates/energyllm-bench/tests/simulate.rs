@@ -4,12 +4,12 @@
 
 use std::collections::HashSet;
 
-use energyllm_bench::driver::{simulate, SimSetup};
 use energyllm_bench::eval::{evaluate, EvalSettings};
 use energyllm_bench::report::markdown_table;
-use energyllm_bench::workload::{poisson_requests, LengthDataset};
 use energyllm_core::testutil::FixedPolicy;
 use energyllm_core::{Action, BatchingMode, Mhz, PluginSpec, RunSummary};
+use energyllm_sim::simulation::{simulate, SimSetup};
+use energyllm_workload::{poisson_requests, LengthDataset};
 use proptest::prelude::*;
 
 fn settings(seed: u64) -> EvalSettings {

@@ -1,0 +1,87 @@
+//! `energyllm`: serve LLMs at the least GPU energy that meets latency SLOs.
+
+use clap::{Parser, Subcommand};
+
+use energyllm_cli::cluster::{run_cluster, ClusterArgs};
+use energyllm_cli::dataset::{run_dataset, DatasetCommand};
+use energyllm_cli::eval::{run_eval, EvalArgs};
+use energyllm_cli::fit::{run_fit, FitCommand};
+use energyllm_cli::hw::{run_hw, HwCommand};
+use energyllm_cli::list::list_plugins;
+use energyllm_cli::models::{run_models, ModelsCommand};
+use energyllm_cli::observe::{run_observe, ObserveArgs};
+use energyllm_cli::profile::{run_profile, ProfileArgs};
+use energyllm_cli::route::{run_route, RouteArgs};
+
+#[derive(Parser)]
+#[command(name = "energyllm", version, about = "Serve LLMs at the least GPU energy that meets latency SLOs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare policies on the simulated GPU and engine.
+    Eval(EvalArgs),
+    /// List installed policies, actuators, engines and performance models.
+    List,
+    /// Reproduce the EnergyLLM paper's three observations on the simulator.
+    Observe(ObserveArgs),
+    /// Process raw datasets into request lengths, summarise length files and traces.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Profile an engine and GPU over clocks, batch sizes and token configs (or sample iterations).
+    Profile(ProfileArgs),
+    /// Fit performance models: `fit wilkins`, `fit gbt`.
+    #[command(subcommand)]
+    Fit(FitCommand),
+    /// Describe and evaluate model files: `models eval`.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Route a query set over heterogeneous systems at least energy for a quality trade-off ζ
+    /// (Wilkins et al.), exactly, as one assignment or a ζ sweep.
+    Route(RouteArgs),
+    /// Route requests online over several simulated instances, each with its own controller,
+    /// and compare routers (round-robin, least-loaded, energy-slack).
+    Cluster(ClusterArgs),
+    /// GPUs and GPU backends on this machine: `hw info`.
+    #[command(subcommand)]
+    Hw(HwCommand),
+    /// Run the OpenAI-compatible gateway in front of vLLM, TGI or llama.cpp: queue, batch cap,
+    /// clock control by a policy (feature `live`).
+    #[cfg(feature = "live")]
+    Serve(energyllm_cli::live::ServeArgs),
+    /// Replay a workload against an OpenAI-compatible endpoint and report it like `eval`
+    /// (feature `live`).
+    #[cfg(feature = "live")]
+    Loadgen(energyllm_cli::live::LoadgenArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    energyllm_models::link();
+    let result = match cli.command {
+        Command::Eval(args) => run_eval(&args),
+        Command::List => list_plugins().map(|s| print!("{s}")),
+        Command::Observe(args) => run_observe(&args),
+        Command::Dataset(cmd) => run_dataset(&cmd),
+        Command::Profile(args) => run_profile(&args),
+        Command::Fit(cmd) => run_fit(&cmd),
+        Command::Models(cmd) => run_models(&cmd),
+        Command::Hw(cmd) => run_hw(&cmd),
+        Command::Route(args) => run_route(&args),
+        Command::Cluster(args) => run_cluster(&args),
+        #[cfg(feature = "live")]
+        Command::Serve(args) => energyllm_cli::live::run_serve(&args),
+        #[cfg(feature = "live")]
+        Command::Loadgen(args) => energyllm_cli::live::run_loadgen(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The controller task: owns the [`Controller`], feeds it what the handlers and the poller
+//! report, and carries out its commands with tokio time.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use energyllm_core::{Command, Controller, Event, Request, RequestId, Telemetry, Timestamp};
+
+use super::energy::{account_energy, EnergyBook};
+use super::{GatewayConfig, GatewayMetrics};
+use crate::live::actuate::{ActuatorReport, ActuatorThread, AtomicF64};
+
+/// What the handlers and the poller tell the controller task.
+pub(super) enum Msg {
+    Arrival { req: Request, go: oneshot::Sender<Arc<AtomicF64>> },
+    FirstToken(RequestId),
+    Done { id: RequestId, output_tokens: Option<u32> },
+    Telemetry { kv_usage_frac: Option<f64> },
+}
+
+/// A request in flight: the energy booked to it so far and when it arrived.
+pub(super) struct Tracked {
+    pub(super) energy: Arc<AtomicF64>,
+    pub(super) arrival: Instant,
+}
+
+/// Runs the controller until the channel closes or `stop` fires; returns how the actuator ended.
+pub(super) async fn run_controller(
+    mut controller: Controller,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    mut stop: oneshot::Receiver<()>,
+    actuator: ActuatorThread,
+    metrics: Arc<GatewayMetrics>,
+    config: GatewayConfig,
+) -> ActuatorReport {
+    let epoch = Instant::now();
+    let stamp = |t: Instant| {
+        Timestamp::from_nanos(t.duration_since(epoch).as_nanos().min(u128::from(u64::MAX)) as u64)
+    };
+    let slo = controller.config().slo;
+    let mut waiting: HashMap<RequestId, (oneshot::Sender<Arc<AtomicF64>>, Instant)> = HashMap::new();
+    let mut in_flight: HashMap<RequestId, Tracked> = HashMap::new();
+    let readings = Arc::clone(actuator.readings());
+    let mut book = EnergyBook { last_t: Instant::now(), last_counter_j: readings.energy_j.get() };
+    let mut decisions = controller.stats().decisions;
+    // Due at time zero: the first decision.
+    controller.handle(Timestamp::ZERO, Event::Tick);
+    loop {
+        let now = Instant::now();
+        account_energy(&mut book, now, &in_flight, &readings, &metrics);
+        // Carry out the commands.
+        while let Some(cmd) = controller.poll_command() {
+            match cmd {
+                Command::Dispatch(reqs) => {
+                    for r in reqs {
+                        let energy = Arc::new(AtomicF64::new(0.0));
+                        let (admitted, arrival) = match waiting.remove(&r.id) {
+                            Some((go, arrival)) => (go.send(Arc::clone(&energy)).is_ok(), arrival),
+                            None => (false, now),
+                        };
+                        metrics.queued.fetch_sub(1, Ordering::Relaxed);
+                        if admitted {
+                            in_flight.insert(r.id, Tracked { energy, arrival });
+                        } else {
+                            // The client left while queued: end it at once so the slot frees.
+                            metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+                            controller.handle(stamp(now), Event::Rejected(r.id));
+                        }
+                    }
+                    let n = in_flight.len();
+                    readings.running.store(n, Ordering::Relaxed);
+                    metrics.in_flight.store(n, Ordering::Relaxed);
+                    metrics.max_in_flight.fetch_max(n, Ordering::Relaxed);
+                }
+                Command::SetFrequency(f) => {
+                    metrics.decided_clock_mhz.store(u64::from(f.0), Ordering::Relaxed);
+                    metrics.freq_switches.fetch_add(1, Ordering::Relaxed);
+                    if !config.dry_run {
+                        actuator.set_frequency(f);
+                    }
+                }
+                Command::SetBatchCap(n) => metrics.batch_cap.store(u64::from(n), Ordering::Relaxed),
+            }
+        }
+        let d = controller.stats().decisions;
+        if d != decisions {
+            decisions = d;
+            metrics.decisions.store(d, Ordering::Relaxed);
+            metrics.shield_overrides.store(controller.stats().policy_overrides, Ordering::Relaxed);
+            actuator.decided();
+        }
+        let deadline = controller.poll_timeout().map(|t| epoch + Duration::from_nanos(t.as_nanos()));
+        let msg = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => Some(m),
+                None => break,
+            },
+            _ = sleep_until_opt(deadline) => None,
+            _ = &mut stop => break,
+        };
+        let now = Instant::now();
+        let ts = stamp(now);
+        // Book the energy up to this instant before the event changes who is in flight.
+        account_energy(&mut book, now, &in_flight, &readings, &metrics);
+        match msg {
+            None => controller.handle(ts, Event::Tick),
+            Some(Msg::Arrival { req, go }) => {
+                waiting.insert(req.id, (go, now));
+                controller.handle(ts, Event::Arrival(Request { arrival: ts, ..req }));
+            }
+            Some(Msg::FirstToken(id)) => controller.handle(ts, Event::FirstToken(id)),
+            Some(Msg::Done { id, output_tokens }) => {
+                if let Some(t) = in_flight.remove(&id) {
+                    metrics.request_energy_j.add(t.energy.get());
+                    if let Some(out) = output_tokens {
+                        let e2e_s = now.duration_since(t.arrival).as_secs_f64();
+                        if e2e_s <= slo.e2e_s {
+                            metrics.slo_met.fetch_add(1, Ordering::Relaxed);
+                        }
+                        controller.handle(ts, Event::Completed { id, output_tokens: out });
+                    } else {
+                        controller.handle(ts, Event::Rejected(id));
+                    }
+                }
+                let n = in_flight.len();
+                readings.running.store(n, Ordering::Relaxed);
+                metrics.in_flight.store(n, Ordering::Relaxed);
+            }
+            Some(Msg::Telemetry { kv_usage_frac }) => {
+                let power = readings.power_w.get();
+                let t = Telemetry { power_w: Some(power).filter(|p| p.is_finite()), kv_usage_frac };
+                controller.handle(ts, Event::Telemetry(t));
+            }
+        }
+    }
+    actuator.stop()
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

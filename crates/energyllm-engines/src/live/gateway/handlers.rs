@@ -1,0 +1,400 @@
+//! The axum handlers: `/health`, `/metrics` and the OpenAI endpoints, which check the token,
+//! queue, wait for the controller's go, forward upstream and pass the answer back.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tower::ServiceExt as _;
+
+use energyllm_core::{Request, RequestId, Timestamp};
+
+use super::control::Msg;
+use super::upstream_service::{UpstreamCall, UpstreamService};
+use super::{GatewayConfig, GatewayMetrics};
+use crate::live::actuate::AtomicF64;
+use crate::live::sse::SseDecoder;
+use crate::live::upstream::{EngineKind, StreamAccumulator};
+
+/// What every handler shares.
+pub(super) struct Shared {
+    pub(super) config: GatewayConfig,
+    pub(super) tx: mpsc::UnboundedSender<Msg>,
+    pub(super) upstream: UpstreamService,
+    pub(super) metrics: Arc<GatewayMetrics>,
+    pub(super) readings: Arc<crate::live::actuate::Readings>,
+    pub(super) next_id: AtomicU64,
+    pub(super) draining: AtomicBool,
+}
+
+/// The gateway's routes.
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/metrics", get(metrics_page))
+        .route("/health", get(health))
+        .with_state(shared)
+}
+
+/// Reports the end of an admitted request exactly once; if dropped unreported (client gone,
+/// task cancelled), the request counts as cancelled.
+struct InFlight {
+    id: RequestId,
+    tx: mpsc::UnboundedSender<Msg>,
+    metrics: Arc<GatewayMetrics>,
+    first_token_sent: bool,
+    ended: bool,
+}
+
+impl InFlight {
+    fn first_token(&mut self) {
+        if !self.first_token_sent {
+            self.first_token_sent = true;
+            let _ = self.tx.send(Msg::FirstToken(self.id));
+        }
+    }
+    fn end(&mut self, output_tokens: Option<u32>) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let counter = if output_tokens.is_some() { &self.metrics.completed } else { &self.metrics.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Msg::Done { id: self.id, output_tokens });
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+            let _ = self.tx.send(Msg::Done { id: self.id, output_tokens: None });
+        }
+    }
+}
+
+/// Takes a queue place; gives it back if the request leaves before dispatch.
+struct QueuePlace {
+    metrics: Arc<GatewayMetrics>,
+    armed: bool,
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        // Once announced to the controller, the controller task gives the place back at dispatch.
+        if self.armed {
+            self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "code": status.as_u16()}});
+    (status, axum::Json(body)).into_response()
+}
+
+async fn health(State(s): State<Arc<Shared>>) -> Response {
+    if s.draining.load(Ordering::Relaxed) {
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down")
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn metrics_page(State(s): State<Arc<Shared>>) -> Response {
+    let r = &s.readings;
+    let page = s.metrics.render(r.clock_mhz.load(Ordering::Relaxed), r.power_w.get(), s.config.dry_run);
+    ([("content-type", "text/plain; version=0.0.4")], page).into_response()
+}
+
+async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    proxy(s, headers, body, "v1/completions").await
+}
+
+async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    proxy(s, headers, body, "v1/chat/completions").await
+}
+
+/// Prompt tokens estimated from the text (about 4 characters a token), for the observation.
+fn estimate_input_tokens(v: &Value) -> u32 {
+    let mut chars = 0usize;
+    match v.get("prompt") {
+        Some(Value::String(p)) => chars += p.len(),
+        Some(Value::Array(a)) => chars += a.iter().map(|x| x.as_str().map_or(4, str::len)).sum::<usize>(),
+        _ => {}
+    }
+    if let Some(msgs) = v.get("messages").and_then(Value::as_array) {
+        chars +=
+            msgs.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).map(str::len).sum::<usize>();
+    }
+    u32::try_from(chars.div_ceil(4).max(1)).unwrap_or(u32::MAX)
+}
+
+async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: Bytes, path: &'static str) -> Response {
+    if let Some(key) = &s.config.api_key {
+        let ok = headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| t == key);
+        if !ok {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <api key>",
+            );
+        }
+    }
+    if s.draining.load(Ordering::Relaxed) {
+        s.metrics.rejected_draining.fetch_add(1, Ordering::Relaxed);
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down");
+    }
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body must be a JSON object",
+            )
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    let stream = parsed.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let output_tokens = parsed
+        .get("max_tokens")
+        .or_else(|| parsed.get("max_completion_tokens"))
+        .and_then(Value::as_u64)
+        .map_or(256, |n| n.min(u64::from(u32::MAX)) as u32);
+
+    // Bounded queue: take a place or refuse.
+    let prev = s.metrics.queued.fetch_add(1, Ordering::Relaxed);
+    let mut place = QueuePlace { metrics: Arc::clone(&s.metrics), armed: true };
+    if prev >= s.config.max_queue {
+        drop(place);
+        s.metrics.rejected_queue_full.fetch_add(1, Ordering::Relaxed);
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            &format!("the gateway queue is full ({} waiting); retry later", s.config.max_queue),
+        );
+    }
+    let id = RequestId(s.next_id.fetch_add(1, Ordering::Relaxed));
+    let req =
+        Request { id, arrival: Timestamp::ZERO, input_tokens: estimate_input_tokens(&parsed), output_tokens };
+    let (go_tx, go_rx) = oneshot::channel();
+    if s.tx.send(Msg::Arrival { req, go: go_tx }).is_err() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down");
+    }
+    place.armed = false;
+    let energy = match go_rx.await {
+        Ok(e) => e,
+        Err(_) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                "the gateway is shutting down",
+            )
+        }
+    };
+    let mut guard = InFlight {
+        id,
+        tx: s.tx.clone(),
+        metrics: Arc::clone(&s.metrics),
+        first_token_sent: false,
+        ended: false,
+    };
+
+    let call = UpstreamCall { path, body };
+    let resp = match s.upstream.clone().oneshot(call).await {
+        Ok(r) => r,
+        Err(e) => {
+            guard.end(None);
+            return if e.is::<tower::timeout::error::Elapsed>() {
+                error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    &format!("the upstream did not answer within {} s", s.config.upstream_timeout_s),
+                )
+            } else {
+                error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable", &e.to_string())
+            };
+        }
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        guard.end(None);
+        let snippet: String = text.chars().take(500).collect();
+        if status.is_client_error() {
+            // The client's mistake (unknown model, bad parameter): pass it through as is.
+            let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
+            return (code, [("content-type", "application/json")], snippet).into_response();
+        }
+        let (code, kind) = if status.as_u16() == 503 {
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded")
+        } else {
+            (StatusCode::BAD_GATEWAY, "upstream_error")
+        };
+        return error_response(code, kind, &format!("the upstream answered {status}: {snippet}"));
+    }
+    if stream {
+        stream_through(resp, guard, energy, s.config.engine)
+    } else {
+        plain_through(resp, guard, energy, s.config.engine).await
+    }
+}
+
+async fn plain_through(
+    resp: reqwest::Response,
+    mut guard: InFlight,
+    energy: Arc<AtomicF64>,
+    kind: EngineKind,
+) -> Response {
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            guard.end(None);
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                &format!("reading the upstream answer: {e}"),
+            );
+        }
+    };
+    guard.first_token();
+    let mut v: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            guard.end(None);
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                &format!("the upstream answer is not JSON: {e}"),
+            );
+        }
+    };
+    let tokens = crate::live::upstream::parse_plain(kind, &v).map(|c| c.output_tokens).unwrap_or(0);
+    guard.end(Some(tokens));
+    let joules = energy.get();
+    if let Some(u) = v.get_mut("usage").and_then(Value::as_object_mut) {
+        u.insert("energy_joules".into(), json!(joules));
+    }
+    let mut r = axum::Json(v).into_response();
+    if let Ok(h) = HeaderValue::from_str(&format!("{joules:.6}")) {
+        r.headers_mut().insert("x-energy-joules", h);
+    }
+    r
+}
+
+/// Passes the upstream's events through one by one; notes the first token, counts tokens,
+/// adds `energy_joules` to a `usage` object, and ends the request when the stream ends.
+fn stream_through(
+    resp: reqwest::Response,
+    guard: InFlight,
+    energy: Arc<AtomicF64>,
+    kind: EngineKind,
+) -> Response {
+    struct St {
+        upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        decoder: SseDecoder,
+        acc: StreamAccumulator,
+        guard: InFlight,
+        energy: Arc<AtomicF64>,
+        finished: bool,
+    }
+    let st = St {
+        upstream: resp.bytes_stream().boxed(),
+        decoder: SseDecoder::new(),
+        acc: StreamAccumulator::new(kind),
+        guard,
+        energy,
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(st, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        loop {
+            let (events, end, error) = match st.upstream.next().await {
+                Some(Ok(chunk)) => match st.decoder.push(&chunk) {
+                    Ok(evs) => (evs, false, None),
+                    Err(e) => (Vec::new(), true, Some(e.to_string())),
+                },
+                Some(Err(e)) => (Vec::new(), true, Some(format!("the upstream stream broke: {e}"))),
+                None => match st.decoder.finish() {
+                    Ok(ev) => (ev.into_iter().collect(), true, None),
+                    Err(e) => (Vec::new(), true, Some(e.to_string())),
+                },
+            };
+            let mut out = String::new();
+            let mut error = error;
+            for ev in events {
+                let mut data = ev.data;
+                match st.acc.event(&data, 0.0) {
+                    Ok(true) => st.guard.first_token(),
+                    Ok(false) => {}
+                    Err(m) => {
+                        error.get_or_insert(m);
+                    }
+                }
+                if data.contains("\"usage\"") {
+                    if let Ok(mut v) = serde_json::from_str::<Value>(&data) {
+                        if let Some(u) = v.get_mut("usage").and_then(Value::as_object_mut) {
+                            u.insert("energy_joules".into(), json!(st.energy.get()));
+                            data = v.to_string();
+                        }
+                    }
+                }
+                if let Some(name) = ev.event {
+                    out.push_str("event: ");
+                    out.push_str(&name);
+                    out.push('\n');
+                }
+                for line in data.split('\n') {
+                    out.push_str("data: ");
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                out.push('\n');
+            }
+            if let Some(m) = &error {
+                let ev = json!({"error": {"message": m, "type": "upstream_error"}});
+                out.push_str(&format!("data: {ev}\n\n"));
+                st.guard.end(None);
+                st.finished = true;
+            } else if end {
+                let tokens = st.acc.output_tokens();
+                st.guard.end(Some(tokens));
+                st.finished = true;
+            }
+            if !out.is_empty() || st.finished {
+                return Some((Ok::<_, Infallible>(Bytes::from(out)), st));
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "cannot build the response")
+        })
+}

@@ -1,0 +1,234 @@
+//! The gateway: an OpenAI-compatible HTTP front that queues requests, admits at most the batch
+//! cap to the upstream engine and runs the sans-IO [`Controller`] with tokio time.
+//!
+//! Three parts talk over channels:
+//!
+//! - **handlers** (axum): check the token, bound the queue (429 beyond it), announce the request
+//!   to the controller task and wait for its go; then forward through the upstream
+//!   [`tower::Service`] (a timeout layer around a reqwest call that retries only connection
+//!   failures, the one case where the upstream cannot have seen the request) and stream the
+//!   answer back event by event. Each admitted request holds an `InFlight` guard whose drop
+//!   reports the end (completed, failed, or the client went away), so nothing admitted is lost
+//!   and a slot is never leaked; dropping the upstream response cancels the upstream work.
+//! - **the controller task**: owns the [`Controller`], maps `tokio::time::Instant` onto its
+//!   `Timestamp` (nanoseconds since the gateway started), feeds it arrivals, first tokens,
+//!   completions and ticks, and carries out its commands: `Dispatch` releases waiting handlers
+//!   (this is where the batch cap becomes backpressure), `SetFrequency` goes to the actuator.
+//!   It also splits measured energy over the requests in flight.
+//! - **the actuator thread** ([`super::actuate`]): clock changes and power readings, off the
+//!   request path, inside a `ClockGuard`.
+//!
+//! Shutdown (SIGINT/SIGTERM in `energyllm serve`, or [`GatewayHandle::shutdown`]): new requests
+//! get 503, in-flight ones drain within `drain_timeout_s`, then the actuator thread restores the
+//! clocks.
+//!
+//! One job a file: `config.rs` (the settings and the errors), `metrics.rs` (the counters and
+//! gauges, and the `/metrics` page), `handlers.rs` (the axum handlers and the pass-through of
+//! answers), `upstream_service.rs` (the tower service for the upstream call), `control.rs` (the
+//! controller task), `energy.rs` (the split of measured energy over the requests in flight) and
+//! `poller.rs` (the scraper of the upstream's `/metrics` and `/slots`). This file holds the entry
+//! points: [`start`], [`GatewayHandle`] and [`shutdown_signal`].
+
+mod config;
+mod control;
+mod energy;
+mod handlers;
+mod metrics;
+mod poller;
+mod upstream_service;
+
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use energyllm_core::Controller;
+
+use super::actuate::{ActuatorReport, ActuatorSetup, ActuatorThread};
+use super::upstream::parse_base_url;
+use control::run_controller;
+use handlers::Shared;
+use poller::poll_upstream_metrics;
+use upstream_service::Upstream;
+
+pub use config::{GatewayConfig, GatewayError};
+pub use metrics::{GatewayMetrics, UpstreamLatencyGauges, UpstreamTotals};
+
+/// What the gateway did, returned when it stops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayReport {
+    /// Requests answered.
+    pub completed: u64,
+    /// Admitted requests that ended with an error.
+    pub failed: u64,
+    /// Admitted requests whose client left.
+    pub cancelled: u64,
+    /// Requests still in flight when the drain timed out (their connections were closed).
+    pub abandoned: usize,
+    /// How the actuator ended.
+    pub actuator: ActuatorReport,
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    metrics: Arc<GatewayMetrics>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<GatewayReport, GatewayError>>,
+}
+
+impl GatewayHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// Its counters.
+    pub fn metrics(&self) -> &Arc<GatewayMetrics> {
+        &self.metrics
+    }
+    /// Asks it to drain and stop (idempotent).
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+    /// Waits for it to stop.
+    pub async fn join(self) -> Result<GatewayReport, GatewayError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(GatewayError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// Starts a gateway on the current tokio runtime.
+pub async fn start(
+    config: GatewayConfig,
+    controller: Controller,
+    actuator: ActuatorSetup,
+) -> Result<GatewayHandle, GatewayError> {
+    let check = |ok: bool, m: &str| if ok { Ok(()) } else { Err(GatewayError::Config(m.to_owned())) };
+    check(config.max_queue >= 1, "max_queue must be ≥ 1")?;
+    for (v, name) in [
+        (config.upstream_timeout_s, "upstream_timeout_s"),
+        (config.drain_timeout_s, "drain_timeout_s"),
+        (config.metrics_interval_s, "metrics_interval_s"),
+    ] {
+        check(v.is_finite() && v > 0.0, &format!("{name} must be a positive number of seconds, got {v}"))?;
+    }
+    if !config.allow_public && !config.listen.ip().is_loopback() {
+        return Err(GatewayError::NotLoopback(config.listen));
+    }
+    let base = parse_base_url(&config.upstream)?;
+    let client = config.engine.http_client(None)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| GatewayError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| GatewayError::Bind { addr: config.listen, source })?;
+
+    let actuator = ActuatorThread::start(actuator)?;
+    if !config.dry_run {
+        actuator.set_frequency(controller.freq());
+    }
+    let metrics = Arc::new(GatewayMetrics::default());
+    metrics.batch_cap.store(u64::from(controller.batch_cap()), Ordering::Relaxed);
+    metrics.decided_clock_mhz.store(u64::from(controller.freq().0), Ordering::Relaxed);
+
+    let upstream = tower::ServiceBuilder::new()
+        .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs_f64(config.upstream_timeout_s)))
+        .service(Upstream { client: client.clone(), base: base.clone(), retries: config.connect_retries });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        tx: tx.clone(),
+        upstream,
+        metrics: Arc::clone(&metrics),
+        readings: Arc::clone(actuator.readings()),
+        next_id: AtomicU64::new(0),
+        draining: AtomicBool::new(false),
+    });
+    let app = handlers::router(Arc::clone(&shared));
+
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let controller_task =
+        tokio::spawn(run_controller(controller, rx, stop_rx, actuator, Arc::clone(&metrics), config.clone()));
+    let handle_metrics = Arc::clone(&metrics);
+    let poller = tokio::spawn(poll_upstream_metrics(
+        client,
+        base,
+        config.engine,
+        tx,
+        Arc::clone(&metrics),
+        config.metrics_interval_s,
+    ));
+
+    let task = tokio::spawn(async move {
+        let (drain_tx, drain_rx) = oneshot::channel::<()>();
+        let s = Arc::clone(&shared);
+        let signal = async move {
+            let _ = shutdown_rx.await;
+            s.draining.store(true, Ordering::Relaxed);
+            let _ = drain_tx.send(());
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let mut server = Box::pin(server.into_future());
+        let served = tokio::select! {
+            r = &mut server => Some(r),
+            _ = drain_rx => {
+                let drain = Duration::from_secs_f64(shared.config.drain_timeout_s);
+                tokio::time::timeout(drain, &mut server).await.ok()
+            }
+        };
+        let abandoned = match served {
+            Some(Err(e)) => return Err(GatewayError::Serve(e)),
+            Some(Ok(())) => 0,
+            None => metrics.in_flight.load(Ordering::Relaxed) + metrics.queued.load(Ordering::Relaxed),
+        };
+        poller.abort();
+        // Drained (or out of time): stop the controller task, which stops the actuator thread,
+        // which restores the clocks. Connections still open after a timed-out drain see their
+        // requests fail.
+        drop(server);
+        drop(shared);
+        let _ = stop_tx.send(());
+        let actuator_report = match controller_task.await {
+            Ok(r) => r,
+            Err(_) => ActuatorReport { clocks_restored: false, last_restore: None },
+        };
+        Ok(GatewayReport {
+            completed: metrics.completed.load(Ordering::Relaxed),
+            failed: metrics.failed.load(Ordering::Relaxed),
+            cancelled: metrics.cancelled.load(Ordering::Relaxed),
+            abandoned,
+            actuator: actuator_report,
+        })
+    });
+    Ok(GatewayHandle { addr, metrics: handle_metrics, shutdown: Some(shutdown_tx), task })
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => {}
+                    _ = t.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
