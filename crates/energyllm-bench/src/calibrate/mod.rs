@@ -1,0 +1,135 @@
+//! Calibration of the simulator against real measurements (`cargo xtask calibrate`).
+//!
+//! Each section loads one source from the data directory (`../shared/data` in this project's
+//! layout; read each folder's PROVENANCE.md), predicts the same configurations with the shipped
+//! profiles, and states the error. Where the issue sets a target, a [`Check`] records whether it
+//! is met. With `refit`, each section also fits its constants (Nelder–Mead on the same points)
+//! and prints them beside the shipped values, so a reader sees both what ships and what the data
+//! alone would choose.
+
+mod dvfs;
+mod energyllm_grid;
+mod mlenergy;
+mod power;
+mod vidur;
+
+use dvfs::{a100_joint_refit, dvfs_section};
+use energyllm_grid::energyllm_section;
+use mlenergy::mlenergy_v3_section;
+use vidur::vidur_section;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// One target of the calibration issue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    /// What is checked.
+    pub name: String,
+    /// The measured error or figure, as printed.
+    pub value: String,
+    /// The target, as printed.
+    pub target: String,
+    /// Whether it is met.
+    pub met: bool,
+}
+
+/// The calibration report.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Markdown text, one section per source.
+    pub text: String,
+    /// The targets, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Targets met.
+    pub fn met(&self) -> usize {
+        self.checks.iter().filter(|c| c.met).count()
+    }
+
+    /// The whole report, ending with `targets met: N/M`.
+    pub fn render(&self) -> String {
+        let mut s = self.text.clone();
+        s.push_str("\n## Targets\n\n| target | value | required | met |\n|---|---:|---|---|\n");
+        for c in &self.checks {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                c.name,
+                c.value,
+                c.target,
+                if c.met { "yes" } else { "**no**" }
+            );
+        }
+        let _ = writeln!(s, "\ntargets met: {}/{}", self.met(), self.checks.len());
+        s
+    }
+}
+
+fn push_check(checks: &mut Vec<Check>, name: &str, value: String, target: &str, met: bool) {
+    checks.push(Check { name: name.into(), value, target: target.into(), met });
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_owned(), source }
+}
+
+fn data_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Data { name: path.display().to_string(), reason: reason.to_string() }
+}
+
+fn read_csv(path: &Path) -> Result<Vec<BTreeMap<String, String>>, Error> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| data_err(path, e))?;
+    let mut rows = Vec::new();
+    for (i, rec) in reader.deserialize::<BTreeMap<String, String>>().enumerate() {
+        rows.push(rec.map_err(|e| Error::DataLine {
+            path: path.to_owned(),
+            line: i + 2,
+            reason: e.to_string(),
+        })?);
+    }
+    Ok(rows)
+}
+
+fn field(path: &Path, row: &BTreeMap<String, String>, name: &str) -> Result<f64, Error> {
+    let v = row.get(name).ok_or_else(|| data_err(path, format!("missing column `{name}`")))?;
+    v.trim().parse::<f64>().map_err(|_| data_err(path, format!("column `{name}`: `{v}` is not a number")))
+}
+
+fn text<'a>(path: &Path, row: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, Error> {
+    row.get(name).map(String::as_str).ok_or_else(|| data_err(path, format!("missing column `{name}`")))
+}
+
+fn mape(pairs: &[(f64, f64)]) -> f64 {
+    if pairs.is_empty() {
+        return f64::NAN;
+    }
+    100.0 * pairs.iter().map(|(truth, pred)| ((pred - truth) / truth).abs()).sum::<f64>() / pairs.len() as f64
+}
+
+/// Runs every section against the data in `data` (the `../shared/data` layout).
+pub fn calibrate(data: &Path, refit: bool) -> Result<Report, Error> {
+    if !data.is_dir() {
+        return Err(Error::Io {
+            path: PathBuf::from(data),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "calibration data directory not found; pass --data DIR",
+            ),
+        });
+    }
+    let mut report = Report { text: "# Simulator calibration report\n\n".into(), checks: Vec::new() };
+    vidur_section(data, refit, &mut report)?;
+    mlenergy_v3_section(data, refit, &mut report)?;
+    energyllm_section(data, refit, &mut report)?;
+    dvfs_section(data, &mut report)?;
+    if refit {
+        a100_joint_refit(data, &mut report)?;
+    }
+    Ok(report)
+}
