@@ -14,6 +14,8 @@ simulation ([energyllm-sim](energyllm_sim)) over workloads ([energyllm-workload]
 - [`profiler`]: sweeps any [`Engine`](energyllm_core::Engine) +
   [`FrequencyActuator`](energyllm_core::FrequencyActuator) pair through their traits into
   profiles, so the same code profiles the simulator and a live engine on a real GPU.
+- [`wilkins_reproduction`]: Wilkins et al.'s energy model fitted on their published
+  measurements, beside the paper's R².
 - [`plots`]: every SVG the project writes, in one module.
 
 Why it is shaped so: experiments change often and depend on everything below them, so they live
@@ -34,5 +36,6 @@ pub mod profiler;
 pub mod report;
 pub mod sweep;
 pub mod train;
+pub mod wilkins_reproduction;
 
 pub use error::Error;

@@ -11,7 +11,7 @@ use energyllm_core::Mhz;
 use energyllm_models::profile::read_iteration_profile;
 use energyllm_models::{Accuracy, IterationProfileRow, ModelFile, SavedModel};
 
-use crate::fit::sci;
+use energyllm_bench::wilkins_reproduction::sci;
 
 /// `energyllm models …`.
 #[derive(Subcommand, Clone, Debug)]
@@ -90,7 +90,7 @@ fn export_onnx(checkpoint: &energyllm_policy::Checkpoint, out: &Path) -> anyhow:
 
 #[cfg(not(feature = "onnx"))]
 fn export_onnx(_: &energyllm_policy::Checkpoint, _: &Path) -> anyhow::Result<()> {
-    bail!("exporting to ONNX needs the `onnx` feature: cargo run -p energyllm-bench --features onnx -- models export-policy …")
+    bail!("exporting to ONNX needs the `onnx` feature: cargo run -p energyllm-cli --features onnx -- models export-policy …")
 }
 
 fn model_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {

@@ -2,7 +2,7 @@
 //!
 //! An [`Env`] is a sequential decision problem with a fixed-size observation vector and a
 //! discrete action set, some of whose actions may be masked. It knows nothing of GPUs: the
-//! serving environment (energyllm-bench's `ServingEnv`, a calibrated simulator run) implements
+//! serving environment (energyllm-sim's `ServingEnv`, a calibrated simulator run) implements
 //! it, and so do the small test environments with known optimal actions.
 //!
 //! Contract: [`reset`](Env::reset) starts an episode and returns its first observation;

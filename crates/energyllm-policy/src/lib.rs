@@ -16,7 +16,7 @@ output length (the clairvoyant reference is the one documented exception).
 DynamoLLM-like, throttLL'eM-like, VoltanaLLM-like, the w/o-RL heuristic); [`agent`] the trained
 PPO policy (`ppo`), with [`ppo`], [`nn`], [`features`], [`shield`] and [`env`] behind it, and
 `onnx` (feature `onnx`) its ONNX export and import. The crate's README has the full table. The
-clairvoyant reference needs the future and lives in energyllm-bench.
+clairvoyant reference needs the future and lives in energyllm-sim.
 */
 #![deny(missing_docs)]
 

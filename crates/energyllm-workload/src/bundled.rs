@@ -27,7 +27,7 @@ pub enum BundledKind {
 pub struct Bundled {
     /// Name on the command line (`--dataset NAME`, `--trace NAME`, `dataset stats NAME`).
     pub name: &'static str,
-    /// File name under `crates/energyllm-bench/data/`.
+    /// File name under `crates/energyllm-workload/data/`.
     pub file: &'static str,
     /// The file's contents (EnergyLLM JSON lines).
     pub contents: &'static str,
@@ -218,7 +218,7 @@ mod tests {
     }
 
     /// Needs the shared data directory (not in the repository): run with
-    /// `ENERGYLLM_SHARED_DATA=../shared/data cargo test -p energyllm-bench -- --ignored`, or use
+    /// `ENERGYLLM_SHARED_DATA=../shared/data cargo test -p energyllm-workload -- --ignored`, or use
     /// `cargo xtask gen-samples --check`.
     #[test]
     #[ignore = "needs the shared data directory; set ENERGYLLM_SHARED_DATA"]
