@@ -6,7 +6,9 @@ use energyllm_core::{Policy, RequestRecord, RunSummary, RunTotals};
 use crate::Error;
 use energyllm_sim::clairvoyant::{clairvoyant, energy_floor, ClairvoyantConfig, EnergyFloor};
 use energyllm_sim::simulation::{simulate, RunResult, SimSetup};
-use energyllm_workload::{sample_requests, ArrivalPattern, LengthDataset, Replay};
+use energyllm_workload::{sample_requests, ArrivalPattern, LengthDataset, LoadProfile, Replay};
+
+use crate::best_static::{best_static, BestStaticConfig, BEST_STATIC};
 
 /// What to compare and on what.
 #[derive(Clone, Debug)]
@@ -29,6 +31,18 @@ pub struct EvalSettings {
     pub runs: u32,
     /// Seed of run 0; run `i` uses `seed + i`, the same for every method.
     pub seed: u64,
+    /// Load as a share of capacity: when set, the workload's arrivals are time-warped to follow
+    /// the profile (and `arrival_rate_rps` is not used).
+    pub load: Option<Load>,
+}
+
+/// Load stated as a share of capacity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Load {
+    /// How the share moves over time.
+    pub profile: LoadProfile,
+    /// The capacity the share is of, in requests per second (see [`crate::capacity`]).
+    pub capacity_rps: f64,
 }
 
 /// Where each run's arrival times come from.
@@ -68,14 +82,67 @@ pub struct MethodResult {
 impl EvalSettings {
     /// The end of each run's arrival window, in seconds.
     pub fn arrivals_end_s(&self) -> Result<f64, Error> {
-        match &self.workload {
-            WorkloadSource::Sampled(_) => Ok(self.duration_s),
-            WorkloadSource::Replay { replay, .. } => Ok(replay.arrivals_end_s()?),
+        match (&self.workload, &self.load) {
+            (WorkloadSource::Sampled(_), _) => Ok(self.duration_s),
+            (WorkloadSource::Replay { replay, .. }, None) => Ok(replay.arrivals_end_s()?),
+            (WorkloadSource::Replay { replay, .. }, Some(_)) => match replay.window_s {
+                Some(w) => Ok(w),
+                None => {
+                    let last = self.requests(0)?.last().map_or(0.0, |r| r.arrival.as_secs_f64());
+                    Ok(last)
+                }
+            },
         }
     }
 
     /// The requests of run `i`.
     pub fn requests(&self, i: u32) -> Result<Vec<energyllm_core::Request>, Error> {
+        match &self.load {
+            None => self.unwarped_requests(i),
+            Some(load) => self.warped_requests(i, load),
+        }
+    }
+
+    /// The requests of run `i` time-warped to follow `load`: a unit-rate draw of the arrival
+    /// process, or the trace at its own mean rate, mapped through the profile.
+    fn warped_requests(&self, i: u32, load: &Load) -> Result<Vec<energyllm_core::Request>, Error> {
+        let (mut requests, stream_rate) = match &self.workload {
+            WorkloadSource::Sampled(pattern) => {
+                // Operational time of the whole run, with room for the draw's randomness.
+                let units = load.profile.expected_arrivals(load.capacity_rps, self.duration_s);
+                let horizon = units * 1.2 + 50.0;
+                (sample_requests(&self.dataset, pattern, 1.0, horizon, self.run_seed(i))?, 1.0)
+            }
+            WorkloadSource::Replay { replay, draw_lengths } => {
+                let unwindowed = Replay { window_s: None, ..replay.clone() };
+                let reqs = unwindowed.requests(draw_lengths.then_some(&self.dataset), self.run_seed(i))?;
+                let span = reqs.last().map_or(0.0, |r| r.arrival.as_secs_f64());
+                if reqs.len() < 2 || span <= 0.0 {
+                    return Err(Error::Setting(format!(
+                        "{}: a load profile needs a trace with at least two distinct arrival times",
+                        replay.trace.name
+                    )));
+                }
+                let rate = (reqs.len() - 1) as f64 / span;
+                (reqs, rate)
+            }
+        };
+        let times: Vec<f64> = requests.iter().map(|r| r.arrival.as_secs_f64()).collect();
+        let warped = load.profile.warp(&times, stream_rate, load.capacity_rps)?;
+        for (r, t) in requests.iter_mut().zip(warped) {
+            r.arrival = energyllm_core::Timestamp::from_secs_f64(t);
+        }
+        let end = match &self.workload {
+            WorkloadSource::Sampled(_) => Some(self.duration_s),
+            WorkloadSource::Replay { replay, .. } => replay.window_s,
+        };
+        if let Some(end) = end {
+            requests.retain(|r| r.arrival.as_secs_f64() < end);
+        }
+        Ok(requests)
+    }
+
+    fn unwarped_requests(&self, i: u32) -> Result<Vec<energyllm_core::Request>, Error> {
         let requests = match &self.workload {
             WorkloadSource::Sampled(pattern) => sample_requests(
                 &self.dataset,
@@ -91,8 +158,32 @@ impl EvalSettings {
         Ok(requests?)
     }
 
+    /// The workload's name: the trace, or the dataset lengths are drawn from.
+    pub fn workload_name(&self) -> String {
+        match &self.workload {
+            WorkloadSource::Sampled(_) => self.dataset.name.clone(),
+            WorkloadSource::Replay { replay, .. } => replay.trace.name.clone(),
+        }
+    }
+
     /// One line on the workload, for reports: the process and rate, or the trace and its scaling.
     pub fn describe_workload(&self) -> String {
+        if let Some(load) = &self.load {
+            let source = match &self.workload {
+                WorkloadSource::Sampled(p) => format!("{p} arrivals, lengths from {}", self.dataset.name),
+                WorkloadSource::Replay { replay, draw_lengths } => format!(
+                    "replay of {} time-warped, lengths from {}",
+                    replay.trace.name,
+                    if *draw_lengths { self.dataset.name.as_str() } else { "the trace" }
+                ),
+            };
+            return format!(
+                "{} s of {source} at {} (capacity {:.3} req/s)",
+                self.arrivals_end_s().unwrap_or(self.duration_s),
+                load.profile,
+                load.capacity_rps
+            );
+        }
         match &self.workload {
             WorkloadSource::Sampled(p) => format!(
                 "{} s of {p} arrivals at {} req/s, lengths from {}",
@@ -115,13 +206,38 @@ impl EvalSettings {
         self.seed.wrapping_add(u64::from(i))
     }
 
-    fn build_policy(&self, spec: &PluginSpec, seed: u64) -> Result<Box<dyn Policy>, Error> {
+    /// Builds the policy `spec` for run seed `seed`, with the simulator's own performance model.
+    pub(crate) fn build_policy(&self, spec: &PluginSpec, seed: u64) -> Result<Box<dyn Policy>, Error> {
         let plugin = find::<PolicyPlugin>(&spec.name)?;
         let mut ctx =
             PolicyContext::new(self.setup.controller.action_space.clone(), self.setup.controller.slo, seed);
         ctx.perf_model = Some(self.setup.perf_model());
         Ok((plugin.build)(&spec.config, &ctx)?)
     }
+}
+
+/// Time to first token and time per output token, in seconds, of a lone request of
+/// `input_tokens` and `output_tokens` at the top clock under the simulator's model: the unloaded
+/// latency that `--slo-scale` multiplies (DistServe's convention for stating SLOs per GPU × model).
+pub fn unloaded_latency(setup: &SimSetup, input_tokens: f64, output_tokens: f64) -> (f64, f64) {
+    use energyllm_core::PerfQuery;
+    let perf = setup.perf_model();
+    let freq = setup.controller.action_space.max_freq();
+    let prefill = perf.predict(&PerfQuery {
+        freq,
+        batch: 1,
+        prefill_tokens: input_tokens.round() as u32,
+        decode_tokens: 0,
+        kv_tokens: 0,
+    });
+    let decode = perf.predict(&PerfQuery {
+        freq,
+        batch: 1,
+        prefill_tokens: 0,
+        decode_tokens: 1,
+        kv_tokens: (input_tokens + output_tokens / 2.0).round() as u64,
+    });
+    (prefill.latency_s, decode.latency_s)
 }
 
 /// The method name that selects the clairvoyant reference instead of a policy plugin.
@@ -161,9 +277,33 @@ pub fn energy_floor_of(settings: &EvalSettings) -> Result<EnergyFloor, Error> {
     Ok(pooled)
 }
 
-/// Runs every method on the same workloads. `on_run` is called after each (method, run) with
-/// the number finished so far, for progress reporting.
-pub fn evaluate(settings: &EvalSettings, mut on_run: impl FnMut(usize)) -> Result<Vec<MethodResult>, Error> {
+impl MethodResult {
+    /// Pools the runs of one method under `label`.
+    pub fn from_runs(label: &str, slo: &energyllm_core::Slo, details: Vec<RunResult>) -> Self {
+        let runs =
+            details.iter().map(|d| RunSummary::compute(label, slo, &d.records, &d.totals, 1)).collect();
+        let mut pooled_totals = RunTotals::default();
+        details.iter().for_each(|d| pooled_totals.add(&d.totals));
+        let pooled: Vec<RequestRecord> = details.iter().flat_map(|d| d.records.iter().cloned()).collect();
+        let summary = RunSummary::compute(label, slo, &pooled, &pooled_totals, details.len() as u32);
+        let records = details.iter().map(|d| d.records.clone()).collect();
+        MethodResult { summary, runs, records, details }
+    }
+}
+
+/// Worker threads for the runs of an evaluation: the machine's parallelism. Results never depend
+/// on it: every (method, run) is independent and lands in its own slot.
+pub fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs every method on the same workloads, (method, run) pairs in parallel on
+/// [`worker_threads`]. `on_run` is called after each (method, run) with the number finished so
+/// far, for progress reporting; `best-static` counts as its runs when its search ends.
+pub fn evaluate(
+    settings: &EvalSettings,
+    on_run: impl FnMut(usize) + Send,
+) -> Result<Vec<MethodResult>, Error> {
     if settings.runs == 0 {
         return Err(Error::Setting("runs must be ≥ 1".into()));
     }
@@ -176,6 +316,9 @@ pub fn evaluate(settings: &EvalSettings, mut on_run: impl FnMut(usize)) -> Resul
             CLAIRVOYANT => {
                 clairvoyant_config(spec)?;
             }
+            BEST_STATIC => {
+                BestStaticConfig::from_spec(spec)?;
+            }
             _ => {
                 settings.build_policy(spec, settings.seed)?;
             }
@@ -185,29 +328,119 @@ pub fn evaluate(settings: &EvalSettings, mut on_run: impl FnMut(usize)) -> Resul
     let workloads = (0..settings.runs).map(|i| settings.requests(i)).collect::<Result<Vec<_>, _>>()?;
     let arrivals_end_s = settings.arrivals_end_s()?;
     let slo = settings.setup.controller.slo;
-    let mut done = 0;
-    let mut results = Vec::with_capacity(settings.policies.len());
-    for spec in &settings.policies {
-        let mut runs = Vec::with_capacity(workloads.len());
-        let mut details = Vec::with_capacity(workloads.len());
-        for (i, requests) in workloads.iter().enumerate() {
-            let result = if spec.name == CLAIRVOYANT {
-                clairvoyant(&settings.setup, requests, arrivals_end_s, &clairvoyant_config(spec)?)?
-            } else {
-                let policy = settings.build_policy(spec, settings.run_seed(i as u32))?;
-                simulate(&settings.setup, policy, requests, arrivals_end_s)?
-            };
-            runs.push(RunSummary::compute(&spec.label, &slo, &result.records, &result.totals, 1));
-            details.push(result);
-            done += 1;
-            on_run(done);
+    let runs = workloads.len();
+    let jobs: Vec<(usize, usize)> = (0..settings.policies.len())
+        .filter(|&m| settings.policies[m].name != BEST_STATIC)
+        .flat_map(|m| (0..runs).map(move |i| (m, i)))
+        .collect();
+    let run_job = |&(m, i): &(usize, usize)| -> Result<RunResult, Error> {
+        let spec = &settings.policies[m];
+        let requests = &workloads[i];
+        if spec.name == CLAIRVOYANT {
+            clairvoyant(&settings.setup, requests, arrivals_end_s, &clairvoyant_config(spec)?)
+                .map_err(Error::from)
+        } else {
+            let policy = settings.build_policy(spec, settings.run_seed(i as u32))?;
+            simulate(&settings.setup, policy, requests, arrivals_end_s).map_err(Error::from)
         }
-        let mut pooled_totals = RunTotals::default();
-        details.iter().for_each(|d| pooled_totals.add(&d.totals));
-        let pooled: Vec<RequestRecord> = details.iter().flat_map(|d| d.records.iter().cloned()).collect();
-        let summary = RunSummary::compute(&spec.label, &slo, &pooled, &pooled_totals, settings.runs);
-        let records = details.iter().map(|d| d.records.clone()).collect();
-        results.push(MethodResult { summary, runs, records, details });
+    };
+    let progress = std::sync::Mutex::new((0usize, on_run));
+    let tick = |n: usize| {
+        if let Ok(mut p) = progress.lock() {
+            p.0 += n;
+            let done = p.0;
+            (p.1)(done);
+        }
+    };
+    let next = std::sync::Mutex::new(0usize);
+    let slots: Vec<std::sync::Mutex<Option<Result<RunResult, Error>>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..worker_threads().clamp(1, jobs.len().max(1)) {
+            scope.spawn(|| loop {
+                let k = {
+                    let Ok(mut n) = next.lock() else { return };
+                    let k = *n;
+                    *n += 1;
+                    k
+                };
+                let Some(job) = jobs.get(k) else { return };
+                let result = run_job(job);
+                if let Ok(mut slot) = slots[k].lock() {
+                    *slot = Some(result);
+                }
+                tick(1);
+            });
+        }
+    });
+    let mut by_method: Vec<Vec<RunResult>> = (0..settings.policies.len()).map(|_| Vec::new()).collect();
+    for (slot, &(m, _)) in slots.into_iter().zip(&jobs) {
+        let result = slot
+            .into_inner()
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Setting("an evaluation worker stopped before its run ended".into()))?;
+        by_method[m].push(result?);
+    }
+    let mut results = Vec::with_capacity(settings.policies.len());
+    for (spec, details) in settings.policies.iter().zip(by_method) {
+        if spec.name == BEST_STATIC {
+            let config = BestStaticConfig::from_spec(spec)?;
+            let found = best_static(settings, &workloads, arrivals_end_s, config, worker_threads())?;
+            tick(runs);
+            match found.best {
+                Some((_, result)) => results.push(result),
+                None => results.push(MethodResult::from_runs(&found.label(), &slo, Vec::new())),
+            }
+        } else {
+            results.push(MethodResult::from_runs(&spec.label, &slo, details));
+        }
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use energyllm_workload::{ReadOptions, Trace};
+
+    use super::*;
+
+    #[test]
+    fn a_load_profile_warps_a_trace_keeping_order_and_lengths_and_cuts_at_the_duration() {
+        let (trace, _) = Trace::open("mooncake-synthetic", &ReadOptions::default()).unwrap();
+        let replay = Replay::new(trace);
+        let mut settings = EvalSettings {
+            policies: Vec::new(),
+            setup: SimSetup::builtin("a100-40gb", "llama-3.1-8b").unwrap(),
+            dataset: LengthDataset::sharegpt_like(),
+            arrival_rate_rps: 1.0,
+            duration_s: 60.0,
+            workload: WorkloadSource::Replay { replay: replay.clone(), draw_lengths: false },
+            runs: 1,
+            seed: 1000,
+            load: None,
+        };
+        let plain = settings.requests(0).unwrap();
+        let profile = LoadProfile::Diurnal { lo: 0.2, hi: 0.9, period_s: 100.0 };
+        settings.load = Some(Load { profile, capacity_rps: 10.0 });
+        let warped = settings.requests(0).unwrap();
+        assert_eq!(warped.len(), plain.len(), "without a window every request is kept");
+        for (w, p) in warped.iter().zip(&plain) {
+            assert_eq!((w.id, w.input_tokens, w.output_tokens), (p.id, p.input_tokens, p.output_tokens));
+        }
+        assert!(warped.windows(2).all(|w| w[0].arrival <= w[1].arrival));
+        // The profile's cumulative intensity at the last arrival counts every request (the trace's
+        // own bursts move arrivals locally, not in total); a period holds about 10 × 0.55 × 100.
+        let last = warped.last().unwrap().arrival.as_secs_f64();
+        let expected = profile.expected_arrivals(10.0, last);
+        assert!((expected - (warped.len() - 1) as f64).abs() < 2.0, "{expected} vs {}", warped.len());
+        let in_period = warped.iter().filter(|r| r.arrival.as_secs_f64() < 100.0).count();
+        assert!((in_period as f64 - 550.0).abs() < 0.15 * 550.0, "{in_period}");
+        settings.workload =
+            WorkloadSource::Replay { replay: Replay { window_s: Some(60.0), ..replay }, draw_lengths: false };
+        let cut = settings.requests(0).unwrap();
+        assert!(cut.iter().all(|r| r.arrival.as_secs_f64() < 60.0) && cut.len() < warped.len());
+        assert_eq!(settings.arrivals_end_s().unwrap(), 60.0);
+    }
 }

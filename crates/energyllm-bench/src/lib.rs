@@ -26,7 +26,9 @@ callback rather than drawing it.
 */
 #![deny(missing_docs)]
 
+pub mod best_static;
 pub mod calibrate;
+pub mod capacity;
 mod error;
 pub mod eval;
 pub mod optimize;

@@ -94,9 +94,76 @@ const COLUMNS: [Column; 7] = [
     },
 ];
 
+/// The savings an operator asks about, against the two bars: `vllm-default` (what runs today)
+/// and `best-static` (the best fixed setting in hindsight), at the SLO target. For each
+/// deployable method that reaches the target: its energy and its saving against each bar. Says
+/// plainly when a bar or a method misses the target.
+pub fn savings_note(results: &[MethodResult], target_pct: f64) -> String {
+    let energy = |m: &MethodResult| m.summary.energy_per_request_j;
+    let slo = |m: &MethodResult| m.summary.slo_attainment_pct;
+    let find = |name: &str| results.iter().find(|m| m.summary.method.starts_with(name));
+    let mut s = String::new();
+    let vllm = find("vllm-default");
+    let best = find(crate::best_static::BEST_STATIC);
+    match vllm {
+        Some(v) => {
+            let _ = writeln!(
+                s,
+                "vllm-default (top clock, the engine's default cap): {:.1} J/request at {:.1}% SLO{}.",
+                energy(v),
+                slo(v),
+                if slo(v) >= target_pct {
+                    String::new()
+                } else {
+                    format!(" — below the {target_pct}% target")
+                }
+            );
+        }
+        None => s.push_str("vllm-default was not run, so no saving against it is stated.\n"),
+    }
+    match best {
+        Some(b) if !b.details.is_empty() => {
+            let _ = writeln!(s, "{}: {:.1} J/request at {:.2}% SLO.", b.summary.method, energy(b), slo(b));
+        }
+        Some(b) => {
+            let _ = writeln!(s, "{}.", b.summary.method);
+        }
+        None => {}
+    }
+    let pct = |e: f64, base: f64| 100.0 * (1.0 - e / base);
+    let mut meeting: Vec<&MethodResult> = results
+        .iter()
+        .filter(|m| !is_reference(&m.summary.method) && !m.summary.method.starts_with("vllm-default"))
+        .filter(|m| slo(m) >= target_pct && energy(m).is_finite())
+        .collect();
+    meeting.sort_by(|a, b| energy(a).total_cmp(&energy(b)));
+    if meeting.is_empty() {
+        let _ = writeln!(s, "No deployable method reaches the {target_pct}% target here.");
+    }
+    for m in meeting {
+        let _ = write!(s, "{}: {:.1} J/request at {:.2}% SLO", m.summary.method, energy(m), slo(m));
+        if let Some(v) = vllm.filter(|v| slo(v) >= target_pct) {
+            let _ = write!(s, "; saves {:.1}% against vllm-default", pct(energy(m), energy(v)));
+        }
+        if let Some(b) = best.filter(|b| !b.details.is_empty()) {
+            let _ = write!(s, "; {:+.1}% energy against best-static", -pct(energy(m), energy(b)));
+        }
+        s.push_str(".\n");
+    }
+    let missing: Vec<String> = results
+        .iter()
+        .filter(|m| !is_reference(&m.summary.method) && slo(m) < target_pct)
+        .map(|m| format!("{} ({:.2}%)", m.summary.method, slo(m)))
+        .collect();
+    if !missing.is_empty() {
+        let _ = writeln!(s, "Below the {target_pct}% target: {}.", missing.join(", "));
+    }
+    s
+}
+
 /// Whether a method is a reference row (not deployable): shown in italics, never marked best.
 pub fn is_reference(method: &str) -> bool {
-    method.starts_with(crate::eval::CLAIRVOYANT)
+    method.starts_with(crate::eval::CLAIRVOYANT) || method.starts_with(crate::best_static::BEST_STATIC)
 }
 
 /// The paper's table with each figure as mean ± 95% CI over runs, the best deployable method of
@@ -338,6 +405,12 @@ pub fn run_metadata(settings: &EvalSettings) -> serde_json::Value {
         "workload": settings.describe_workload(),
         "arrival_rate_rps": settings.arrival_rate_rps,
         "duration_s": settings.duration_s,
+        "seeds_note": "tuning (policy choice, hyper-parameters, rewards) uses seeds 0–99; reported tables use seeds from 1000 on",
+        "slo": settings.setup.controller.slo.describe(),
+        "load": settings.load.map(|l| serde_json::json!({
+            "profile": l.profile,
+            "capacity_rps": l.capacity_rps,
+        })),
         "controller": settings.setup.controller,
         "engine": settings.setup.engine,
         "gpu": settings.setup.gpu,

@@ -60,7 +60,7 @@ pub fn sweep(
         for (j, &slo) in slos_s.iter().enumerate() {
             let mut s = base.clone();
             s.arrival_rate_rps = rate;
-            s.setup.controller.slo.e2e_s = slo;
+            s.setup.controller.slo.e2e_s = Some(slo);
             for m in evaluate(&s, |_| {})? {
                 let mean = |get: fn(&energyllm_core::RunSummary) -> f64| {
                     mean_ci95(&m.runs.iter().map(get).collect::<Vec<_>>()).0

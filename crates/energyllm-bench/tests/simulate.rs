@@ -25,6 +25,7 @@ fn settings(seed: u64) -> EvalSettings {
         workload: Default::default(),
         runs: 2,
         seed,
+        load: None,
     }
 }
 

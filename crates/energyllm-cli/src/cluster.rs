@@ -29,7 +29,7 @@ pub struct ClusterArgs {
     #[arg(long = "instance", value_name = "GPU:MODEL")]
     pub instances: Vec<String>,
     /// Each instance's clock × batch policy, as NAME or NAME:key=value,….
-    #[arg(long, default_value = "dvfs-only", value_name = "SPEC")]
+    #[arg(long, default_value = "dvfs-only:preset=paper", value_name = "SPEC")]
     pub policy: String,
     /// A router to compare (repeat): round-robin, least-loaded, energy-slack. Default: all three.
     #[arg(long = "router", value_name = "NAME")]

@@ -43,6 +43,7 @@ pub mod observe;
 pub mod output;
 pub mod profile;
 pub mod progress;
+pub mod record;
 pub mod route;
 pub mod sweep;
 pub mod train;

@@ -18,7 +18,7 @@ pub struct ObserveArgs {
 
 /// Runs `observe`: prints the three tables.
 pub fn run_observe(args: &ObserveArgs) -> anyhow::Result<()> {
-    let setup = SimSetup::builtin(&args.gpu, &args.model)?;
+    let setup = SimSetup::paper(&args.gpu, &args.model)?;
     print!("{}", observations(&setup)?);
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask sweep`: energy and SLO attainment per method as the arrival rate and the SLO move.
+//! `cargo xtask sweep`: energy and SLO attainment per method as the arrival rate and the
+//! end-to-end SLO move, under the EnergyLLM paper's protocol.
 
 use anyhow::Context as _;
 use clap::Args;
@@ -6,7 +7,7 @@ use clap::Args;
 use energyllm_bench::eval::CLAIRVOYANT;
 use energyllm_bench::sweep::{parse_points, sweep, to_csv, to_markdown};
 
-use crate::eval::{EvalArgs, DEFAULT_POLICIES};
+use crate::eval::{EvalArgs, Protocol, PAPER_POLICIES};
 use crate::progress::progress_bar;
 
 /// Arguments of `sweep`: the evaluation's own flags plus the two axes.
@@ -25,14 +26,11 @@ pub struct SweepArgs {
 
 /// Runs `sweep`: Markdown tables per SLO, and `sweep.csv` / `sweep.md` in `--out`.
 pub fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
-    let mut eval = args.eval.clone();
+    let mut eval = EvalArgs { protocol: Protocol::Paper, ..args.eval.clone() };
     if eval.policies.is_empty() {
         // The clairvoyant search is too slow to repeat at every point.
-        eval.policies = DEFAULT_POLICIES
-            .iter()
-            .filter(|p| !p.starts_with(CLAIRVOYANT))
-            .map(|p| (*p).to_owned())
-            .collect();
+        eval.policies =
+            PAPER_POLICIES.iter().filter(|p| !p.starts_with(CLAIRVOYANT)).map(|p| (*p).to_owned()).collect();
     }
     let settings = eval.settings()?;
     let rates = parse_points(&args.arrival_rates, "arrival rates")?;

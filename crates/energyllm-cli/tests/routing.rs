@@ -30,7 +30,11 @@ fn cluster(sizing: Option<Sizing>) -> ClusterSetup {
         .map(|(i, (gpu, model))| {
             let mut setup = SimSetup::builtin(gpu, model).unwrap();
             setup.controller.slo = SLO;
-            InstanceSpec::new(format!("{i}:{gpu}"), setup, PluginSpec::parse("dvfs-only").unwrap())
+            InstanceSpec::new(
+                format!("{i}:{gpu}"),
+                setup,
+                PluginSpec::parse("dvfs-only:preset=paper").unwrap(),
+            )
         })
         .collect();
     ClusterSetup { instances, sizing }
@@ -198,7 +202,7 @@ fn seventy_b(instances: &[&[&str]], sizing: Option<Sizing>) -> ClusterSetup {
             let mut spec = InstanceSpec::new(
                 format!("{i}:70b"),
                 setup(models[0]),
-                PluginSpec::parse("dvfs-only").unwrap(),
+                PluginSpec::parse("dvfs-only:preset=paper").unwrap(),
             );
             spec.alternatives = models[1..].iter().map(|m| setup(m)).collect();
             spec

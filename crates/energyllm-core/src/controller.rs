@@ -87,9 +87,7 @@ impl ControllerConfig {
     /// Checks ranges before a controller is built.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: String| Err(Error::Config(m));
-        if !(self.slo.e2e_s.is_finite() && self.slo.e2e_s > 0.0) {
-            return bad(format!("slo.e2e_s must be a positive number of seconds, got {}", self.slo.e2e_s));
-        }
+        self.slo.validate().map_err(Error::Config)?;
         if let Some(i) = self.decision_interval_s {
             if !(i.is_finite() && i > 0.0) {
                 return bad(format!("decision_interval_s must be positive, got {i}"));

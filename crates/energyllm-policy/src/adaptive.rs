@@ -2,7 +2,14 @@
 //!
 //! Each policy documents what it observes, what it sets and whom it follows. Where a paper
 //! leaves a choice open, the choice here is what a strong implementation would make, and the doc
-//! says so. Policies that look ahead use the [`PerfModel`] of their context through
+//! says so.
+//!
+//! **Batching.** throttLL'eM, VoltanaLLM and DynamoLLM change the clock of a continuous-batching
+//! engine and leave its batching alone, and the generic DVFS governors do the same: by default
+//! `dvfs-only`, `reactive-dvfs`, `throttllem`, `voltana` and `dynamollm` keep the batch cap at
+//! the engine's default — the largest cap of the action space ([`engine_default_cap`]). The
+//! EnergyLLM paper ran them with small fixed batches (8 or 16, and DynamoLLM choosing its batch);
+//! `preset=paper` restores exactly that, for the paper's table. Policies that look ahead use the [`PerfModel`] of their context through
 //! [`forecast`](crate::forecast); on the simulator that is the simulator's own iteration model,
 //! which makes them as strong as they can be.
 
@@ -15,6 +22,29 @@ use energyllm_core::registry::{parse_config, PolicyPlugin};
 use energyllm_core::{Action, ActionSpace, Error, Mhz, Observation, PerfModel, Policy, PolicyContext, Slo};
 
 use crate::forecast::{self, mean_queued_prompt};
+
+/// Named parameter sets of a baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The EnergyLLM paper's configuration of the baseline (small fixed batches).
+    Paper,
+}
+
+/// The batch cap an engine runs with when nobody sets one: the largest cap of the action space
+/// (the evaluation's spaces end at vLLM's default of 256).
+pub fn engine_default_cap(space: &ActionSpace) -> u32 {
+    space.batches()[space.batches().len() - 1]
+}
+
+/// The cap a clock-only baseline runs at: `batch` if given, else the paper's `paper_batch` with
+/// `preset=paper`, else the engine's default.
+fn cap_of(batch: Option<u32>, preset: Option<Preset>, paper_batch: u32, space: &ActionSpace) -> u32 {
+    batch.unwrap_or(match preset {
+        Some(Preset::Paper) => paper_batch,
+        None => engine_default_cap(space),
+    })
+}
 
 /// Prompt length assumed when nothing is queued to measure it, in tokens.
 const DEFAULT_PROMPT_TOKENS: f64 = 256.0;
@@ -56,12 +86,13 @@ fn clocks_from(space: &ActionSpace, min: Mhz) -> Vec<Mhz> {
 
 // ---------------------------------------------------------------------------------------------
 
-/// DVFS-Only: batch fixed (8); the clock follows the load.
+/// DVFS-Only: batch cap left at the engine's default (8 with `preset=paper`); the clock follows
+/// the load.
 ///
 /// Observes the requests queued and running; sets the clock from a short ladder (the EnergyLLM
 /// paper's {810, 960, 1050, 1110, 1155, 1200} MHz). The paper does not say how load maps to the
 /// ladder; here the rung is proportional to the requests in the system, the top rung reached
-/// when `full_load_requests` (default two batches) are waiting or running.
+/// when `full_load_requests` (default two batches of the paper's 8) are waiting or running.
 #[derive(Clone, Debug)]
 pub struct DvfsOnly {
     clocks: Vec<Mhz>,
@@ -75,15 +106,22 @@ pub struct DvfsOnly {
 pub struct DvfsOnlyConfig {
     /// The clock ladder in MHz. Default: 810, 960, 1050, 1110, 1155, 1200.
     pub clocks: Vec<u32>,
-    /// Batch cap. Default: 8.
-    pub batch: u32,
-    /// Requests in the system at which the top rung is reached. Default: 2 × batch.
+    /// Batch cap. Default: the engine's default; 8 with `preset=paper`.
+    pub batch: Option<u32>,
+    /// Requests in the system at which the top rung is reached. Default: 16.
     pub full_load_requests: Option<f64>,
+    /// `paper`: the EnergyLLM paper's configuration (batch 8).
+    pub preset: Option<Preset>,
 }
 
 impl Default for DvfsOnlyConfig {
     fn default() -> Self {
-        DvfsOnlyConfig { clocks: vec![810, 960, 1050, 1110, 1155, 1200], batch: 8, full_load_requests: None }
+        DvfsOnlyConfig {
+            clocks: vec![810, 960, 1050, 1110, 1155, 1200],
+            batch: None,
+            full_load_requests: None,
+            preset: None,
+        }
     }
 }
 
@@ -91,15 +129,16 @@ impl DvfsOnly {
     /// Builds it.
     pub fn new(c: DvfsOnlyConfig, ctx: &PolicyContext) -> Result<Self, Error> {
         let name = "dvfs-only";
-        if c.clocks.is_empty() || c.batch == 0 {
+        if c.clocks.is_empty() || c.batch == Some(0) {
             return Err(bad(name, "`clocks` must not be empty and `batch` must be ≥ 1"));
         }
-        let full = c.full_load_requests.unwrap_or(2.0 * f64::from(c.batch));
+        let full = c.full_load_requests.unwrap_or(16.0);
         positive(name, "full_load_requests", full)?;
         let mut clocks: Vec<Mhz> = c.clocks.iter().map(|&f| ctx.action_space.nearest_freq(Mhz(f))).collect();
         clocks.sort_unstable();
         clocks.dedup();
-        Ok(DvfsOnly { clocks, batch: c.batch, full_load: full })
+        let batch = cap_of(c.batch, c.preset, 8, &ctx.action_space);
+        Ok(DvfsOnly { clocks, batch, full_load: full })
     }
 }
 
@@ -163,7 +202,8 @@ impl Policy for BatchOnly {
 /// Reactive-DVFS: one clock step up or down when the queue or the latency crosses a threshold.
 ///
 /// Observes the queue length and the mean latency of recent completions; sets the clock one
-/// step of the action space at a time, batch fixed (8). Steps up when the queue exceeds
+/// step of the action space at a time, batch cap at the engine's default (8 with
+/// `preset=paper`). Steps up when the queue exceeds
 /// `queue_high` or recent latency exceeds `latency_high_frac` × SLO; steps down when the queue is
 /// at most `queue_low`, recent latency is under `latency_low_frac` × SLO and the clock has held
 /// for `hold_s` (hysteresis, so it does not oscillate). Starts at the top clock. The classic
@@ -173,15 +213,18 @@ pub struct ReactiveDvfs {
     c: ReactiveDvfsConfig,
     freqs: Vec<Mhz>,
     index: usize,
-    slo_s: f64,
+    batch: u32,
+    slo: Slo,
 }
 
 /// Config of [`ReactiveDvfs`].
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReactiveDvfsConfig {
-    /// Batch cap. Default: 8.
-    pub batch: u32,
+    /// Batch cap. Default: the engine's default; 8 with `preset=paper`.
+    pub batch: Option<u32>,
+    /// `paper`: the EnergyLLM paper's configuration (batch 8).
+    pub preset: Option<Preset>,
     /// Queue length above which the clock steps up. Default: 8.
     pub queue_high: u32,
     /// Queue length at or below which the clock may step down. Default: 2.
@@ -197,7 +240,8 @@ pub struct ReactiveDvfsConfig {
 impl Default for ReactiveDvfsConfig {
     fn default() -> Self {
         ReactiveDvfsConfig {
-            batch: 8,
+            batch: None,
+            preset: None,
             queue_high: 8,
             queue_low: 2,
             latency_high_frac: 0.9,
@@ -211,7 +255,7 @@ impl ReactiveDvfs {
     /// Builds it.
     pub fn new(c: ReactiveDvfsConfig, ctx: &PolicyContext) -> Result<Self, Error> {
         let name = "reactive-dvfs";
-        if c.batch == 0 || c.queue_low > c.queue_high {
+        if c.batch == Some(0) || c.queue_low > c.queue_high {
             return Err(bad(name, "`batch` must be ≥ 1 and `queue_low` ≤ `queue_high`"));
         }
         if c.latency_low_frac.partial_cmp(&c.latency_high_frac) != Some(std::cmp::Ordering::Less) {
@@ -222,7 +266,8 @@ impl ReactiveDvfs {
             return Err(bad(name, "`hold_s` must be ≥ 0"));
         }
         let freqs = ctx.action_space.freqs().to_vec();
-        Ok(ReactiveDvfs { index: freqs.len() - 1, freqs, slo_s: ctx.slo.e2e_s, c })
+        let batch = cap_of(c.batch, c.preset, 8, &ctx.action_space);
+        Ok(ReactiveDvfs { index: freqs.len() - 1, freqs, batch, slo: ctx.slo, c })
     }
 }
 
@@ -231,7 +276,7 @@ impl Policy for ReactiveDvfs {
         "reactive-dvfs"
     }
     fn decide(&mut self, obs: &Observation) -> Action {
-        let latency = obs.recent_mean_latency_s / self.slo_s;
+        let latency = obs.recent_mean_latency_s / self.slo.latency_budget_s(obs.mean_output_tokens);
         if obs.queue_len > self.c.queue_high || latency > self.c.latency_high_frac {
             self.index = (self.index + 1).min(self.freqs.len() - 1);
         } else if obs.queue_len <= self.c.queue_low
@@ -240,7 +285,7 @@ impl Policy for ReactiveDvfs {
         {
             self.index = self.index.saturating_sub(1);
         }
-        Action { freq: self.freqs[self.index], batch: self.c.batch }
+        Action { freq: self.freqs[self.index], batch: self.batch }
     }
     fn reset(&mut self) {
         self.index = self.freqs.len() - 1;
@@ -335,6 +380,8 @@ pub struct DynamoLlm {
     space: ActionSpace,
     slo: Slo,
     perf: Arc<dyn PerfModel>,
+    /// The engine's cap, or `None` with `preset=paper` (the batch is chosen too).
+    cap: Option<u32>,
     /// Per (input class, output class, batch): lowest feasible clock, latency, energy/request.
     cache: HashMap<(usize, usize, u32), Option<ClassSetting>>,
 }
@@ -353,6 +400,10 @@ pub struct DynamoLlmConfig {
     pub input_edges: [f64; 2],
     /// Output-length class edges in tokens. Default: 128, 512.
     pub output_edges: [f64; 2],
+    /// `paper`: the EnergyLLM paper's configuration, which also chooses the batch cap (by
+    /// `throughput_weight`); by default the cap stays at the engine's default and only the clock
+    /// is chosen, for the batch the engine would run.
+    pub preset: Option<Preset>,
 }
 
 impl Default for DynamoLlmConfig {
@@ -363,6 +414,7 @@ impl Default for DynamoLlmConfig {
             throughput_weight: 0.72,
             input_edges: [256.0, 1024.0],
             output_edges: [128.0, 512.0],
+            preset: None,
         }
     }
 }
@@ -389,7 +441,8 @@ impl DynamoLlm {
             return Err(bad(name, "`throughput_weight` must be in [0, 1]"));
         }
         let perf = forecast::require(ctx, name)?;
-        Ok(DynamoLlm { c, space: ctx.action_space.clone(), slo: ctx.slo, perf, cache: HashMap::new() })
+        let cap = (c.preset != Some(Preset::Paper)).then(|| engine_default_cap(&ctx.action_space));
+        Ok(DynamoLlm { c, space: ctx.action_space.clone(), slo: ctx.slo, perf, cap, cache: HashMap::new() })
     }
 
     /// For one class and batch: the lowest feasible clock with its latency and energy/request.
@@ -407,7 +460,7 @@ impl DynamoLlm {
         let mut found = None;
         for f in clocks_from(&self.space, Mhz(self.c.min_freq)) {
             let fc = forecast::batch(self.perf.as_ref(), f, batch, ic.1, oc.1);
-            if fc.latency_s <= self.slo.e2e_s * self.c.slo_margin_ratio {
+            if fc.latency_s <= self.slo.latency_budget_s(oc.1) * self.c.slo_margin_ratio {
                 found = Some((f, fc.latency_s, fc.energy_j / f64::from(batch)));
                 break;
             }
@@ -424,8 +477,16 @@ impl Policy for DynamoLlm {
     fn decide(&mut self, obs: &Observation) -> Action {
         let ic = class_of(mean_queued_prompt(obs, DEFAULT_PROMPT_TOKENS), self.c.input_edges);
         let oc = class_of(obs.mean_output_tokens, self.c.output_edges);
-        let budget = self.slo.e2e_s * self.c.slo_margin_ratio - obs.oldest_wait_s;
+        let budget =
+            self.slo.latency_budget_s(obs.mean_output_tokens) * self.c.slo_margin_ratio - obs.oldest_wait_s;
         let need = in_system(obs).max(1);
+        if let Some(cap) = self.cap {
+            // The engine runs the requests in the system (up to its cap): the lowest feasible
+            // clock for that batch, the top clock when none is.
+            let running = batch_for(&self.space, need.min(cap));
+            let freq = self.setting(ic, oc, running, budget.max(0.0)).map_or(self.space.max_freq(), |s| s.0);
+            return Action { freq, batch: cap };
+        }
         let mut options = Vec::new();
         for b in self.space.batches().to_vec() {
             if let Some((f, latency, energy)) = self.setting(ic, oc, b, budget.max(0.0)) {
@@ -457,10 +518,12 @@ impl Policy for DynamoLlm {
 /// tokens (batch × (mean prompt + mean output / 2)); asks the performance model for the decode
 /// iteration time at each clock (the iteration-rate predictor) and keeps the lowest clock with
 /// oldest wait + prefill + mean output × iteration time ≤ `margin` × SLO (and TPOT within its
-/// SLO when one is set). The batch cap stays at `batch`, as throttLL'eM throttles the clock of a
-/// continuous-batching engine and leaves its batch limit alone.
+/// SLO when one is set). The batch cap stays at the engine's default (16 with `preset=paper`), as
+/// throttLL'eM throttles the clock of a continuous-batching engine and leaves its batch limit
+/// alone.
 pub struct Throttllem {
     c: ThrottllemConfig,
+    batch: u32,
     space: ActionSpace,
     slo: Slo,
     perf: Arc<dyn PerfModel>,
@@ -470,8 +533,10 @@ pub struct Throttllem {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottllemConfig {
-    /// Batch cap. Default: 16.
-    pub batch: u32,
+    /// Batch cap. Default: the engine's default; 16 with `preset=paper`.
+    pub batch: Option<u32>,
+    /// `paper`: the EnergyLLM paper's configuration (batch 16).
+    pub preset: Option<Preset>,
     /// Projection window in seconds. Default: 5.
     pub window_s: f64,
     /// Projected latency must stay within this fraction of the SLO. Default: 0.8.
@@ -480,7 +545,7 @@ pub struct ThrottllemConfig {
 
 impl Default for ThrottllemConfig {
     fn default() -> Self {
-        ThrottllemConfig { batch: 16, window_s: 5.0, margin: 0.8 }
+        ThrottllemConfig { batch: None, preset: None, window_s: 5.0, margin: 0.8 }
     }
 }
 
@@ -490,11 +555,12 @@ impl Throttllem {
         let name = "throttllem";
         positive(name, "window_s", c.window_s)?;
         positive(name, "margin", c.margin)?;
-        if c.batch == 0 {
+        if c.batch == Some(0) {
             return Err(bad(name, "`batch` must be ≥ 1"));
         }
         Ok(Throttllem {
             perf: forecast::require(ctx, name)?,
+            batch: cap_of(c.batch, c.preset, 16, &ctx.action_space),
             c,
             space: ctx.action_space.clone(),
             slo: ctx.slo,
@@ -510,9 +576,9 @@ impl Policy for Throttllem {
         let input = mean_queued_prompt(obs, DEFAULT_PROMPT_TOKENS);
         let output = obs.mean_output_tokens.max(1.0);
         let projected = f64::from(obs.running + obs.queue_len) + obs.arrival_rate_rps * self.c.window_s;
-        let batch = projected.clamp(1.0, f64::from(self.c.batch)).round() as u32;
+        let batch = projected.clamp(1.0, f64::from(self.batch)).round() as u32;
         let kv_tokens = (f64::from(batch) * (input + output / 2.0)).round() as u64;
-        let budget = self.c.margin * self.slo.e2e_s - obs.oldest_wait_s;
+        let budget = self.c.margin * self.slo.latency_budget_s(output) - obs.oldest_wait_s;
         for &f in self.space.freqs() {
             let decode = self.perf.predict(&energyllm_core::PerfQuery {
                 freq: f,
@@ -531,10 +597,10 @@ impl Policy for Throttllem {
             let e2e = prefill.latency_s + output * decode.latency_s;
             let tpot_ok = self.slo.tpot_s.is_none_or(|t| decode.latency_s <= t * self.c.margin);
             if e2e <= budget && tpot_ok {
-                return Action { freq: f, batch: self.c.batch };
+                return Action { freq: f, batch: self.batch };
             }
         }
-        Action { freq: self.space.max_freq(), batch: self.c.batch }
+        Action { freq: self.space.max_freq(), batch: self.batch }
     }
 }
 
@@ -544,13 +610,15 @@ impl Policy for Throttllem {
 /// with a margin, and the top clock at once when the queue grows or arrivals surge.
 ///
 /// Observes the queue (length, growth since the last decision, oldest wait), the arrival rate and
-/// the mean lengths; predicts the next batch (the queue, capped at `batch`) with the performance
+/// the mean lengths; predicts the next batch (the requests in the system, capped at the batch
+/// cap: the engine's default, 16 with `preset=paper`) with the performance
 /// model and keeps the lowest clock with oldest wait + predicted latency ≤ SLO × (1 + `margin`)
 /// (`margin` is negative to leave headroom). Jumps to the top clock when the queue grew by
 /// `queue_growth_jump` or more since the last decision, or the arrival rate exceeds
 /// `rate_jump_rps`.
 pub struct Voltana {
     c: VoltanaConfig,
+    cap: u32,
     space: ActionSpace,
     slo: Slo,
     perf: Arc<dyn PerfModel>,
@@ -561,8 +629,10 @@ pub struct Voltana {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VoltanaConfig {
-    /// Batch cap. Default: 16.
-    pub batch: u32,
+    /// Batch cap. Default: the engine's default; 16 with `preset=paper`.
+    pub batch: Option<u32>,
+    /// `paper`: the EnergyLLM paper's configuration (batch 16).
+    pub preset: Option<Preset>,
     /// Predicted latency may reach SLO × (1 + margin). Default: −0.25.
     pub margin: f64,
     /// Queue growth between decisions that triggers the top clock. Default: 4.
@@ -573,7 +643,7 @@ pub struct VoltanaConfig {
 
 impl Default for VoltanaConfig {
     fn default() -> Self {
-        VoltanaConfig { batch: 16, margin: -0.25, queue_growth_jump: 4, rate_jump_rps: 2.0 }
+        VoltanaConfig { batch: None, preset: None, margin: -0.25, queue_growth_jump: 4, rate_jump_rps: 2.0 }
     }
 }
 
@@ -581,12 +651,13 @@ impl Voltana {
     /// Builds it; needs a performance model.
     pub fn new(c: VoltanaConfig, ctx: &PolicyContext) -> Result<Self, Error> {
         let name = "voltana";
-        if !(c.margin > -1.0 && c.margin.is_finite()) || c.batch == 0 || c.queue_growth_jump == 0 {
+        if !(c.margin > -1.0 && c.margin.is_finite()) || c.batch == Some(0) || c.queue_growth_jump == 0 {
             return Err(bad(name, "need margin > −1, batch ≥ 1 and queue_growth_jump ≥ 1"));
         }
         positive(name, "rate_jump_rps", c.rate_jump_rps)?;
         Ok(Voltana {
             perf: forecast::require(ctx, name)?,
+            cap: cap_of(c.batch, c.preset, 16, &ctx.action_space),
             c,
             space: ctx.action_space.clone(),
             slo: ctx.slo,
@@ -602,12 +673,17 @@ impl Policy for Voltana {
     fn decide(&mut self, obs: &Observation) -> Action {
         let grew = obs.queue_len >= self.last_queue + self.c.queue_growth_jump;
         self.last_queue = obs.queue_len;
-        let batch = batch_for(&self.space, in_system(obs).min(self.c.batch));
+        let paper = self.c.preset == Some(Preset::Paper);
+        // With the paper's preset the cap follows the predicted batch, as the EnergyLLM paper
+        // ran it; otherwise the engine keeps its cap and the prediction uses the running batch.
+        let batch = batch_for(&self.space, in_system(obs).min(self.cap));
+        let cap = if paper { batch } else { self.cap };
         if grew || obs.arrival_rate_rps > self.c.rate_jump_rps {
-            return Action { freq: self.space.max_freq(), batch };
+            return Action { freq: self.space.max_freq(), batch: cap };
         }
         let input = mean_queued_prompt(obs, DEFAULT_PROMPT_TOKENS);
-        let budget = self.slo.e2e_s * (1.0 + self.c.margin) - obs.oldest_wait_s;
+        let budget =
+            self.slo.latency_budget_s(obs.mean_output_tokens) * (1.0 + self.c.margin) - obs.oldest_wait_s;
         let freq = self
             .space
             .freqs()
@@ -618,7 +694,7 @@ impl Policy for Voltana {
                     <= budget
             })
             .unwrap_or(self.space.max_freq());
-        Action { freq, batch }
+        Action { freq, batch: cap }
     }
     fn reset(&mut self) {
         self.last_queue = 0;
@@ -690,7 +766,7 @@ impl Policy for Heuristic {
             Some(i) => allowed[i..].to_vec(),
             None => vec![largest],
         };
-        let budget = self.c.margin * self.slo.e2e_s - obs.oldest_wait_s;
+        let budget = self.c.margin * self.slo.latency_budget_s(output) - obs.oldest_wait_s;
         let mut best: Option<(f64, Action)> = None;
         for b in candidates {
             let feasible = self.space.freqs().iter().copied().find_map(|f| {
@@ -722,7 +798,12 @@ macro_rules! register {
     };
 }
 
-register!("dvfs-only", "batch 8; clock from a ladder by requests in the system", DvfsOnly, DvfsOnlyConfig);
+register!(
+    "dvfs-only",
+    "engine's batch cap (8 with preset=paper); clock from a ladder by requests in the system",
+    DvfsOnly,
+    DvfsOnlyConfig
+);
 register!("batch-only", "top clock; smallest batch that holds the queue", BatchOnly, BatchOnlyConfig);
 register!(
     "reactive-dvfs",

@@ -223,16 +223,21 @@ impl Checkpoint {
     ///
     /// The network picks a clock *level* (an index into the clock list), so a space with as many
     /// clocks and the same batch sizes is accepted: the i-th clock of another GPU, as the
-    /// simulator's `action_space_for` scales the paper's A100 clocks to an H100's range. That is
+    /// simulator's `paper_action_space_for` scales the paper's A100 clocks to an H100's range. That is
     /// what "the same policy on another GPU, no retraining" means here.
     pub fn check_space(&self, space: &ActionSpace, name: &str) -> Result<(), Error> {
-        check_space(&self.spec, space, name)
+        check_space(&self.spec, space, name).map(|_| ())
     }
 }
 
-fn check_space(spec: &PolicySpec, space: &ActionSpace, name: &str) -> Result<(), Error> {
+/// Checks that the policy can act in the deployment's `space` and returns the space it acts in:
+/// the deployment's clocks (as many as it was trained on) × its own caps, which must all be caps
+/// of the deployment (a deployment may offer more, e.g. the engine's default of 256).
+fn check_space(spec: &PolicySpec, space: &ActionSpace, name: &str) -> Result<ActionSpace, Error> {
     let freqs: Vec<u32> = space.freqs().iter().map(|f| f.0).collect();
-    if freqs.len() != spec.freqs_mhz.len() || space.batches() != spec.batches.as_slice() {
+    let caps_offered = spec.batches.iter().all(|b| space.batches().contains(b));
+    let own = ActionSpace::new(space.freqs().to_vec(), spec.batches.clone());
+    if freqs.len() != spec.freqs_mhz.len() || !caps_offered || own.is_err() {
         return Err(Error::Checkpoint {
             name: name.to_owned(),
             reason: format!(
@@ -244,7 +249,7 @@ fn check_space(spec: &PolicySpec, space: &ActionSpace, name: &str) -> Result<(),
             ),
         });
     }
-    Ok(())
+    own.map_err(|e| Error::Checkpoint { name: name.to_owned(), reason: e.to_string() })
 }
 
 /// Config of the `ppo` plugin.
@@ -355,7 +360,7 @@ impl PpoPolicy {
         config: &PpoPolicyConfig,
         ctx: &PolicyContext,
     ) -> Result<Self, Error> {
-        check_space(&spec, &ctx.action_space, name)?;
+        let own_space = check_space(&spec, &ctx.action_space, name)?;
         let shield = if config.shield.unwrap_or(spec.shield) {
             let perf = ctx.perf_model.clone().ok_or_else(|| Error::Checkpoint {
                 name: name.to_owned(),
@@ -382,7 +387,7 @@ impl PpoPolicy {
             x,
             network,
             shield,
-            space: ctx.action_space.clone(),
+            space: own_space,
             sample: config.sample.then(|| (ChaCha8Rng::seed_from_u64(ctx.seed), ctx.seed)),
             fallbacks: 0,
         })

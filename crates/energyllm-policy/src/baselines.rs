@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 use energyllm_core::registry::{parse_config, ConfigValue, PolicyContext, PolicyPlugin};
-use energyllm_core::{Action, Error, Mhz, Observation, Policy};
+use energyllm_core::{Action, ActionSpace, Error, Mhz, Observation, Policy};
+
+use crate::adaptive::engine_default_cap;
 
 /// Static-High: the top clock and a fixed batch, what a server does with no energy management.
 ///
@@ -31,7 +33,7 @@ impl Default for StaticHighConfig {
 impl StaticHigh {
     /// Builds it for the context's action space.
     pub fn new(config: StaticHighConfig, ctx: &PolicyContext) -> Result<Self, Error> {
-        check_batch("static-high", config.batch)?;
+        check_batch("static-high", config.batch, &ctx.action_space)?;
         Ok(StaticHigh { action: Action { freq: ctx.action_space.max_freq(), batch: config.batch } })
     }
 }
@@ -65,7 +67,7 @@ pub struct FixedConfig {
 impl Fixed {
     /// Builds it; the clock must lie within the action space's range.
     pub fn new(config: FixedConfig, ctx: &PolicyContext) -> Result<Self, Error> {
-        check_batch("fixed", config.batch)?;
+        check_batch("fixed", config.batch, &ctx.action_space)?;
         let space = &ctx.action_space;
         let freq = Mhz(config.freq);
         if freq < space.min_freq() || freq > space.max_freq() {
@@ -93,15 +95,54 @@ impl Policy for Fixed {
     }
 }
 
-fn check_batch(name: &str, batch: u32) -> Result<(), Error> {
-    if batch == 0 {
+/// A cap the controller can set as given: one of the action space's caps. Any other would be
+/// snapped silently, and the row would not be what its label says.
+fn check_batch(name: &str, batch: u32, space: &ActionSpace) -> Result<(), Error> {
+    if !space.batches().contains(&batch) {
         return Err(Error::PluginConfig {
             kind: "policy",
             name: name.into(),
-            reason: "batch must be ≥ 1".into(),
+            reason: format!(
+                "batch={batch} is not a cap of the action space; choose one of {:?}",
+                space.batches()
+            ),
         });
     }
     Ok(())
+}
+
+/// vLLM as an operator runs it without energyllm: the top clock and the engine's default batch
+/// cap (vLLM's `max_num_seqs` of 256: the largest cap of the action space), continuous batching.
+/// The bar every saving is stated against.
+#[derive(Clone, Debug)]
+pub struct VllmDefault {
+    action: Action,
+}
+
+/// Config of [`VllmDefault`]: none.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VllmDefaultConfig {}
+
+impl VllmDefault {
+    /// Builds it for the context's action space.
+    pub fn new(_: VllmDefaultConfig, ctx: &PolicyContext) -> Result<Self, Error> {
+        let space = &ctx.action_space;
+        Ok(VllmDefault { action: Action { freq: space.max_freq(), batch: engine_default_cap(space) } })
+    }
+}
+
+impl Policy for VllmDefault {
+    fn name(&self) -> &str {
+        "vllm-default"
+    }
+    fn decide(&mut self, _obs: &Observation) -> Action {
+        self.action
+    }
+}
+
+fn build_vllm_default(value: &ConfigValue, ctx: &PolicyContext) -> Result<Box<dyn Policy>, Error> {
+    Ok(Box::new(VllmDefault::new(parse_config("policy", "vllm-default", value)?, ctx)?))
 }
 
 fn build_static_high(value: &ConfigValue, ctx: &PolicyContext) -> Result<Box<dyn Policy>, Error> {
@@ -117,4 +158,7 @@ inventory::submit! {
 }
 inventory::submit! {
     PolicyPlugin { name: "fixed", description: "a given clock and batch cap: fixed:freq=1200,batch=16", build: build_fixed }
+}
+inventory::submit! {
+    PolicyPlugin { name: "vllm-default", description: "top clock, the engine's default batch cap (vLLM as deployed; the bar to beat)", build: build_vllm_default }
 }

@@ -108,7 +108,9 @@ impl FeatureSet {
 
     /// Writes the features of `obs` into `out` (length [`dim`](Self::dim)).
     pub fn encode(self, obs: &Observation, space: &ActionSpace, out: &mut [f32]) {
-        let slo = obs.slo.e2e_s.max(1e-3);
+        // The end-to-end budget the SLO implies (the end-to-end target itself when that is all it
+        // sets, as in training); capped so an unbounded SLO still gives finite features.
+        let slo = obs.slo.latency_budget_s(obs.mean_output_tokens).clamp(1e-3, 1e6);
         let index_frac = |i: usize, n: usize| if n > 1 { i as f32 / (n - 1) as f32 } else { 0.0 };
         let freq = index_frac(obs.freq_index, space.freqs().len());
         match self {

@@ -34,7 +34,7 @@ pub mod ppo;
 pub mod shield;
 
 pub use agent::{is_onnx_path, Checkpoint, PolicySpec, PpoPolicy, PpoPolicyConfig};
-pub use baselines::{Fixed, FixedConfig, StaticHigh, StaticHighConfig};
+pub use baselines::{Fixed, FixedConfig, StaticHigh, StaticHighConfig, VllmDefault, VllmDefaultConfig};
 pub use env::{Env, Step};
 pub use error::Error;
 pub use features::FeatureSet;
@@ -86,7 +86,9 @@ mod tests {
             (json!({"freq": 1200}), "missing field `batch`"),
             (json!({"freq": 1200, "batch": 16, "extra": 1}), "unknown field `extra`"),
             (json!({"freq": 3000, "batch": 16}), "outside"),
-            (json!({"freq": 1200, "batch": 0}), "batch must be"),
+            (json!({"freq": 1200, "batch": 0}), "not a cap of the action space"),
+            // A cap the space does not offer would be snapped silently: refused instead.
+            (json!({"freq": 1410, "batch": 256}), "choose one of [1, 2, 4, 8, 16, 32, 64]"),
         ] {
             let e = (p.build)(&bad, &ctx()).err().unwrap().to_string();
             assert!(e.contains(needle) && e.contains("fixed"), "{e}");

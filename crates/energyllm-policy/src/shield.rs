@@ -60,7 +60,7 @@ impl Shield {
         if obs.queue_len == 0 {
             return action;
         }
-        let budget_s = self.margin * obs.slo.e2e_s - obs.oldest_wait_s;
+        let budget_s = self.margin * obs.slo.latency_budget_s(obs.mean_output_tokens) - obs.oldest_wait_s;
         let batch = action.batch.min(obs.queue_len.saturating_add(obs.running)).max(1);
         let prompt = mean_queued_prompt(obs, FALLBACK_PROMPT_TOKENS);
         let meets = |f| {

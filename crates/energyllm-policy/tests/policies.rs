@@ -77,8 +77,8 @@ fn queued(n: u32, prompt: u64) -> Observation {
 }
 
 #[test]
-fn dvfs_only_climbs_its_ladder_with_load_and_keeps_batch_8() {
-    let mut p = build("dvfs-only", json!({}));
+fn dvfs_only_climbs_its_ladder_with_load_and_keeps_the_papers_batch_8_under_its_preset() {
+    let mut p = build("dvfs-only", json!({"preset": "paper"}));
     assert_eq!(p.decide(&obs()), Action { freq: Mhz(810), batch: 8 });
     assert_eq!(p.decide(&Observation { running: 8, ..queued(8, 100) }), Action { freq: Mhz(1200), batch: 8 });
     let mid = p.decide(&queued(6, 100)).freq;
@@ -189,4 +189,37 @@ fn unknown_parameters_are_refused_by_name() {
             .to_string();
         assert!(e.contains(name) && e.contains("bogus"), "{e}");
     }
+}
+
+/// throttLL'eM, VoltanaLLM and DynamoLLM set the clock of an engine whose batching they leave
+/// alone; so do the DVFS governors. Only `preset=paper` gives them the EnergyLLM paper's caps.
+#[test]
+fn clock_only_baselines_leave_the_cap_at_the_engine_default_unless_a_preset_says_otherwise() {
+    energyllm_policy::link();
+    let space =
+        ActionSpace::new(ActionSpace::paper().freqs().to_vec(), vec![1, 2, 4, 8, 16, 32, 64, 128, 256])
+            .unwrap();
+    let mut ctx = PolicyContext::new(space, Slo::per_token(2.0, 0.1), 0);
+    ctx.perf_model = Some(Arc::new(ToyPerf));
+    let o = Observation { queue_len: 5, running: 3, ..obs() };
+    for (name, paper_cap) in
+        [("dvfs-only", 8), ("reactive-dvfs", 8), ("throttllem", 16), ("voltana", 8), ("dynamollm", 0)]
+    {
+        let plugin = find::<PolicyPlugin>(name).unwrap();
+        let mut p = (plugin.build)(&json!({}), &ctx).unwrap();
+        assert_eq!(p.decide(&o).batch, 256, "{name} keeps the engine's cap");
+        let mut paper = (plugin.build)(&json!({"preset": "paper"}), &ctx).unwrap();
+        let cap = paper.decide(&o).batch;
+        if paper_cap > 0 {
+            // Voltana's paper form follows the queue (8 in the system → 8).
+            assert_eq!(cap, paper_cap, "{name} with preset=paper");
+        } else {
+            assert!(cap < 256, "dynamollm with preset=paper chooses its batch, got {cap}");
+        }
+    }
+    let vllm = (find::<PolicyPlugin>("vllm-default").unwrap().build)(&json!({}), &ctx).unwrap().decide(&o);
+    assert_eq!((vllm.freq, vllm.batch), (Mhz(1410), 256));
+    let e =
+        (find::<PolicyPlugin>("dvfs-only").unwrap().build)(&json!({"preset": "fast"}), &ctx).err().unwrap();
+    assert!(e.to_string().contains("`fast`") && e.to_string().contains("paper"), "{e}");
 }

@@ -185,7 +185,9 @@ impl Router for EnergySlack {
             .collect();
         let with_slack = preds
             .iter()
-            .filter(|(i, p)| p.e2e_s <= self.slo_margin * instances[*i].slo.e2e_s)
+            .filter(|(i, p)| {
+                p.e2e_s <= self.slo_margin * instances[*i].slo.latency_budget_s(query.est_output_tokens)
+            })
             .min_by(|a, b| a.1.marginal_energy_j.total_cmp(&b.1.marginal_energy_j).then(a.0.cmp(&b.0)));
         let fastest = || preds.iter().min_by(|a, b| a.1.e2e_s.total_cmp(&b.1.e2e_s).then(a.0.cmp(&b.0)));
         with_slack.or_else(fastest).map_or(0, |(i, _)| *i)

@@ -194,7 +194,7 @@ impl ServingEnv {
         let deployments = std::iter::once(&config.gpu)
             .chain(&config.extra_gpus)
             .map(|gpu| {
-                let setup = SimSetup::builtin(gpu, &config.model)?;
+                let setup = SimSetup::paper(gpu, &config.model)?;
                 let space = setup.controller.action_space.clone();
                 let shield = config
                     .shield

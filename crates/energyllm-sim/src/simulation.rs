@@ -40,11 +40,19 @@ impl SimSetup {
     }
 
     /// Built-in GPU and model profiles with default engine and controller settings; the action
-    /// space is [`action_space_for`] the GPU.
+    /// space is [`action_space_for`] the GPU (caps up to the engine's default of 256).
     pub fn builtin(gpu: &str, model: &str) -> Result<Self, Error> {
+        let mut setup = Self::paper(gpu, model)?;
+        setup.controller.action_space = action_space_for(&setup.gpu);
+        Ok(setup)
+    }
+
+    /// As [`builtin`](Self::builtin), with the EnergyLLM paper's action space
+    /// ([`paper_action_space_for`] the GPU: caps 1–64), as its protocol and PPO's training use.
+    pub fn paper(gpu: &str, model: &str) -> Result<Self, Error> {
         let gpu = GpuSpec::builtin(gpu)?;
         let controller =
-            ControllerConfig { action_space: action_space_for(&gpu), ..ControllerConfig::default() };
+            ControllerConfig { action_space: paper_action_space_for(&gpu), ..ControllerConfig::default() };
         Ok(SimSetup {
             model: ModelSpec::builtin(model)?,
             engine: SimEngineConfig::default(),
@@ -54,10 +62,20 @@ impl SimSetup {
     }
 }
 
+/// Batch caps of the serving action space: the EnergyLLM paper's 1–64, then 128 and vLLM's
+/// default `max_num_seqs` of 256, so that what an operator runs today is a point of the space.
+pub const SERVING_BATCHES: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// The serving action space of `gpu`: [`paper_action_space_for`]'s clocks × [`SERVING_BATCHES`].
+pub fn action_space_for(gpu: &GpuSpec) -> energyllm_core::ActionSpace {
+    let paper = paper_action_space_for(gpu);
+    energyllm_core::ActionSpace::new(paper.freqs().to_vec(), SERVING_BATCHES.to_vec()).unwrap_or(paper)
+}
+
 /// The EnergyLLM paper's 15 clocks × 7 batches on an A100; on another GPU, the same clocks
 /// scaled to its top clock and snapped to the ones it supports, so policies see the same shape
 /// of choice on every GPU.
-pub fn action_space_for(gpu: &GpuSpec) -> energyllm_core::ActionSpace {
+pub fn paper_action_space_for(gpu: &GpuSpec) -> energyllm_core::ActionSpace {
     let paper = energyllm_core::ActionSpace::paper();
     if gpu.max_freq_mhz == paper.max_freq().0 {
         return paper;

@@ -12,6 +12,7 @@ writes. They come from one of two places:
   order with its gaps scaled — [`Replay`].
 
 Modules: [`trace`] reads the trace and length formats, [`arrivals`] draws arrival times,
+[`load_profile`] time-warps any arrival stream to a share of capacity that may move over the day,
 [`raw_dataset`] turns raw conversation datasets (ShareGPT, LMSYS-Chat-1M, WildChat) into lengths
 with a real tokenizer ([`tokenize`]), [`stats`] summarises a file, [`bundled`] lists the files
 shipped in `data/` and [`synthetic`] holds the recipes of the two synthetic ones.
@@ -28,6 +29,7 @@ behind the `hf-tokenizer` and `parquet` features.
 pub mod arrivals;
 pub mod bundled;
 mod error;
+pub mod load_profile;
 pub mod raw_dataset;
 pub mod stats;
 pub mod synthetic;
@@ -44,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use energyllm_core::{Request, RequestId, Timestamp};
 
 pub use arrivals::ArrivalPattern;
+pub use load_profile::LoadProfile;
 pub use trace::{ReadOptions, ReadReport, Replay, Trace, TraceEntry, TraceFormat, TraceRecord};
 
 pub use error::Error;

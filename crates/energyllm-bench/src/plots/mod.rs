@@ -8,10 +8,12 @@
 //! reproducible.
 
 mod histogram;
+mod load_curve;
 mod routing;
 mod training_curve;
 
 pub use histogram::length_histogram_svg;
+pub use load_curve::{load_curve_svg, LoadCurvePoint};
 pub use routing::{cluster_svg, route_svg};
 pub use training_curve::training_curve_svg;
 

@@ -163,7 +163,7 @@ impl Instance {
                 kv_tokens: (f64::from(b) * ctx) as u64,
             });
             let life_s = est_output * p.latency_s;
-            let fits = f64::from(b) <= kv_batch && life_s <= 0.5 * v.slo.e2e_s;
+            let fits = f64::from(b) <= kv_batch && life_s <= 0.5 * v.slo.latency_budget_s(est_output);
             if fits || best.0 == 0.0 {
                 best = (f64::from(b) / life_s.max(1e-9), p.power_w * life_s / f64::from(b));
             }

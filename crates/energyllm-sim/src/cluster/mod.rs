@@ -379,7 +379,7 @@ mod tests {
     fn energy_stays_exact_across_gating_and_a_switch_of_setup() {
         energyllm_policy::link();
         let setup = |model: &str| SimSetup::builtin("a100-80gb", model).unwrap();
-        let policy = PluginSpec::parse("dvfs-only").unwrap();
+        let policy = PluginSpec::parse("dvfs-only:preset=paper").unwrap();
         let mut spec = InstanceSpec::new("70b", setup("llama-2-70b-tp8"), policy);
         spec.alternatives.push(setup("llama-2-70b-tp4"));
         let gated_w = 30.0;

@@ -27,6 +27,8 @@ pub(super) enum Msg {
 pub(super) struct Tracked {
     pub(super) energy: Arc<AtomicF64>,
     pub(super) arrival: Instant,
+    /// When the first token went out, once it has.
+    pub(super) first_token: Option<Instant>,
 }
 
 /// Runs the controller until the channel closes or `stop` fires; returns how the actuator ended.
@@ -65,7 +67,7 @@ pub(super) async fn run_controller(
                         };
                         metrics.queued.fetch_sub(1, Ordering::Relaxed);
                         if admitted {
-                            in_flight.insert(r.id, Tracked { energy, arrival });
+                            in_flight.insert(r.id, Tracked { energy, arrival, first_token: None });
                         } else {
                             // The client left while queued: end it at once so the slot frees.
                             metrics.cancelled.fetch_add(1, Ordering::Relaxed);
@@ -113,13 +115,22 @@ pub(super) async fn run_controller(
                 waiting.insert(req.id, (go, now));
                 controller.handle(ts, Event::Arrival(Request { arrival: ts, ..req }));
             }
-            Some(Msg::FirstToken(id)) => controller.handle(ts, Event::FirstToken(id)),
+            Some(Msg::FirstToken(id)) => {
+                if let Some(t) = in_flight.get_mut(&id) {
+                    t.first_token.get_or_insert(now);
+                }
+                controller.handle(ts, Event::FirstToken(id))
+            }
             Some(Msg::Done { id, output_tokens }) => {
                 if let Some(t) = in_flight.remove(&id) {
                     metrics.request_energy_j.add(t.energy.get());
                     if let Some(out) = output_tokens {
                         let e2e_s = now.duration_since(t.arrival).as_secs_f64();
-                        if e2e_s <= slo.e2e_s {
+                        // Without a streamed first token the whole answer came at once.
+                        let ttft_s =
+                            t.first_token.map_or(e2e_s, |f| f.duration_since(t.arrival).as_secs_f64());
+                        let tpot_s = (out > 1).then(|| (e2e_s - ttft_s) / f64::from(out - 1));
+                        if slo.is_met(e2e_s, ttft_s, tpot_s) {
                             metrics.slo_met.fetch_add(1, Ordering::Relaxed);
                         }
                         controller.handle(ts, Event::Completed { id, output_tokens: out });
