@@ -268,8 +268,8 @@ mod tests {
 
     #[test]
     fn the_warp_keeps_order_and_follows_the_profile() {
-        // A perfectly regular unit-rate stream over 3600 expected arrivals.
-        let base: Vec<f64> = (0..3600).map(|i| f64::from(i) + 0.5).collect();
+        // A perfectly regular unit-rate stream, longer than one cycle needs (4 × 0.55 × 1800).
+        let base: Vec<f64> = (0..5000).map(|i| f64::from(i) + 0.5).collect();
         let p = LoadProfile::Diurnal { lo: 0.2, hi: 0.9, period_s: 1800.0 };
         let capacity = 4.0;
         let t = p.warp(&base, 1.0, capacity).unwrap();
