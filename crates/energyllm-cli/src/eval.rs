@@ -123,6 +123,9 @@ pub struct SloArgs {
     pub slo_scale: Option<f64>,
 }
 
+/// Arrival window of the capacity probes of drawn workloads, in seconds.
+pub const CAPACITY_PROBE_S: f64 = 300.0;
+
 /// The SLO when no target is given: what operators state for chat.
 pub const DEFAULT_SLO: Slo = Slo::per_token(2.0, 0.1);
 
@@ -460,7 +463,13 @@ pub fn run_table(args: &EvalArgs, cache: &mut CapacityCache) -> anyhow::Result<T
     if let Some(profile) = args.load_profile()? {
         let search = CapacitySearch { target_pct: args.slo_target, ..CapacitySearch::default() };
         let bar = progress_bar(args.quiet, 0, "capacity probes");
-        let (rps, cached) = cache.capacity(&settings, &search, |rate, pct| {
+        // Capacity belongs to the GPU × model × workload × SLO, not to one table's run length:
+        // drawn arrivals are probed over a fixed window.
+        let mut probe = settings.clone();
+        if matches!(probe.workload, WorkloadSource::Sampled(_)) {
+            probe.duration_s = CAPACITY_PROBE_S;
+        }
+        let (rps, cached) = cache.capacity(&probe, &search, |rate, pct| {
             bar.inc(1);
             bar.set_message(format!("{rate:.3} req/s → {pct:.1}%"));
         })?;
@@ -522,13 +531,14 @@ pub fn run_table(args: &EvalArgs, cache: &mut CapacityCache) -> anyhow::Result<T
     Ok(TableResult { settings, results, target_pct: args.slo_target })
 }
 
-/// The lower bound under a table: see `energyllm_sim::clairvoyant::energy_floor` for why no
-/// policy can go below it, SLO or not.
+/// The floor under a table and the model the look-ahead methods consulted.
 fn floor_note(floor: &energyllm_sim::clairvoyant::EnergyFloor) -> String {
     format!(
-        "Lower bound (every token at the clock × batch with the least energy per token, idle time free; no \
-         policy can spend less, whatever the SLO — the argument is in docs/evaluation.md): {:.1} J/request busy, \
-         {:.1} J/request board.",
+        "Energy floor (every token at the clock × batch with the least energy per token for the run's mean \
+         request shape, SLO ignored; docs/evaluation.md says what it bounds and what it does not): {:.1} J/request \
+         busy, {:.1} J/request board.\nThe look-ahead baselines (dynamollm, throttllem, voltana, heuristic) and \
+         PPO's shield consult the simulator's own iteration model, an oracle: their figures carry no model error \
+         (best-static is the simulator itself, in hindsight).",
         floor.per_request_j(),
         floor.total_per_request_j()
     )
