@@ -13,10 +13,8 @@
 //! iteration can only bring every event earlier); [`BestStaticConfig::exhaustive`] turns the
 //! pruning off, and a test checks that both searches agree.
 
-use std::sync::Mutex;
-
 use energyllm_core::registry::PluginSpec;
-use energyllm_core::{Action, Request, RequestRecord, RunSummary, RunTotals};
+use energyllm_core::{Action, Request};
 
 use energyllm_sim::simulation::{simulate, RunResult};
 
@@ -91,25 +89,30 @@ pub struct Candidate {
 pub struct BestStatic {
     /// The config it ran with.
     pub config: BestStaticConfig,
-    /// Every setting tried, in the order tried.
+    /// Every setting tried, cap by cap, each from the top clock down.
     pub tried: Vec<Candidate>,
     /// The winner with its full results, or `None` when no setting reaches the target.
     pub best: Option<(Candidate, MethodResult)>,
 }
 
-impl BestStatic {
-    /// The row label: the name, the target and the setting found.
-    pub fn label(&self) -> String {
-        match &self.best {
-            Some((c, _)) => format!(
-                "best-static ({} MHz, cap {}; ≥ {}%)",
-                c.action.freq.0, c.action.batch, self.config.target_pct
-            ),
-            None => format!("best-static (no fixed setting reaches {}%)", self.config.target_pct),
+/// The row label: the name, the setting found and the target.
+fn label(config: &BestStaticConfig, best: Option<&Candidate>) -> String {
+    match best {
+        Some(c) => {
+            format!("best-static ({} MHz, cap {}; ≥ {}%)", c.action.freq.0, c.action.batch, config.target_pct)
         }
+        None => format!("best-static (no fixed setting reaches {}%)", config.target_pct),
     }
 }
 
+impl BestStatic {
+    /// The row label: the name, the setting found and the target.
+    pub fn label(&self) -> String {
+        label(&self.config, self.best.as_ref().map(|b| &b.0))
+    }
+}
+
+/// Runs `action` as a fixed policy on every workload: its pooled figures and its runs.
 fn run_fixed(
     settings: &EvalSettings,
     workloads: &[Vec<Request>],
@@ -117,23 +120,37 @@ fn run_fixed(
     action: Action,
 ) -> Result<(Candidate, Vec<RunResult>), Error> {
     let spec = PluginSpec::parse(&format!("fixed:freq={},batch={}", action.freq.0, action.batch))?;
-    let slo = settings.setup.controller.slo;
     let mut details = Vec::with_capacity(workloads.len());
     for (i, requests) in workloads.iter().enumerate() {
         let policy = settings.build_policy(&spec, settings.run_seed(i as u32))?;
         details.push(simulate(&settings.setup, policy, requests, arrivals_end_s)?);
     }
-    let mut totals = RunTotals::default();
-    details.iter().for_each(|d| totals.add(&d.totals));
-    let pooled: Vec<RequestRecord> = details.iter().flat_map(|d| d.records.iter().cloned()).collect();
-    let s = RunSummary::compute(BEST_STATIC, &slo, &pooled, &totals, workloads.len() as u32);
+    let pooled = MethodResult::from_runs(BEST_STATIC, &settings.setup.controller.slo, details);
+    let s = &pooled.summary;
     let candidate = Candidate {
         action,
         slo_attainment_pct: s.slo_attainment_pct,
         energy_per_request_j: s.energy_per_request_j,
     };
-    Ok((candidate, details))
+    Ok((candidate, pooled.details))
 }
+
+/// Whether `c` reaches the target and beats `than` (less energy; ties to the higher clock, then
+/// the larger cap, so the choice never depends on search order).
+fn better(c: &Candidate, than: Option<&Candidate>, target_pct: f64) -> bool {
+    c.slo_attainment_pct >= target_pct
+        && c.energy_per_request_j.is_finite()
+        && than.is_none_or(|t| {
+            c.energy_per_request_j
+                .total_cmp(&t.energy_per_request_j)
+                .then(t.action.freq.cmp(&c.action.freq))
+                .then(t.action.batch.cmp(&c.action.batch))
+                .is_lt()
+        })
+}
+
+/// What one cap's search tried, and its cheapest setting that reached the target with its runs.
+type CapSearch = (Vec<Candidate>, Option<(Candidate, Vec<RunResult>)>);
 
 /// Searches the action space of `settings` for the best fixed setting on `workloads` (one
 /// request list per run, as the methods see them). Caps are searched on `threads` worker
@@ -146,71 +163,40 @@ pub fn best_static(
     threads: usize,
 ) -> Result<BestStatic, Error> {
     let space = &settings.setup.controller.action_space;
-    let caps: Vec<u32> = space.batches().to_vec();
-    let next = Mutex::new(0usize);
-    type Found = Vec<(usize, Result<Vec<Candidate>, Error>)>;
-    let found: Mutex<Found> = Mutex::new(Vec::new());
-    let search_cap = |batch: u32| -> Result<Vec<Candidate>, Error> {
+    let caps = space.batches();
+    let search_cap = |batch: u32| -> Result<CapSearch, Error> {
         let mut tried = Vec::new();
+        let mut best: Option<(Candidate, Vec<RunResult>)> = None;
         for &freq in space.freqs().iter().rev() {
-            let (c, _) = run_fixed(settings, workloads, arrivals_end_s, Action { freq, batch })?;
+            let (c, runs) = run_fixed(settings, workloads, arrivals_end_s, Action { freq, batch })?;
             tried.push(c);
+            if better(&c, best.as_ref().map(|b| &b.0), config.target_pct) {
+                best = Some((c, runs));
+            }
             if !config.exhaustive && c.slo_attainment_pct < config.target_pct {
                 break;
             }
         }
-        Ok(tried)
+        Ok((tried, best))
     };
-    std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, caps.len()) {
-            scope.spawn(|| loop {
-                let k = {
-                    let Ok(mut n) = next.lock() else { return };
-                    let k = *n;
-                    *n += 1;
-                    k
-                };
-                let Some(&batch) = caps.get(k) else { return };
-                let result = search_cap(batch);
-                if let Ok(mut f) = found.lock() {
-                    f.push((k, result));
-                }
-            });
+    let per_cap = crate::parallel::parallel_map(caps.len(), threads, |k| search_cap(caps[k]));
+    let mut out = BestStatic { config, tried: Vec::new(), best: None };
+    let mut best: Option<(Candidate, Vec<RunResult>)> = None;
+    for result in per_cap {
+        let (tried, cap_best) =
+            result.ok_or_else(|| Error::Setting("best-static: a search worker stopped early".into()))??;
+        out.tried.extend(tried);
+        if let Some((c, runs)) = cap_best {
+            if better(&c, best.as_ref().map(|b| &b.0), config.target_pct) {
+                best = Some((c, runs));
+            }
         }
+    }
+    out.best = best.map(|(c, runs)| {
+        let label = label(&config, Some(&c));
+        (c, MethodResult::from_runs(&label, &settings.setup.controller.slo, runs))
     });
-    let mut found =
-        found.into_inner().map_err(|_| Error::Setting("best-static: a worker panicked".into()))?;
-    found.sort_by_key(|(k, _)| *k);
-    let mut tried = Vec::new();
-    for (_, r) in found {
-        tried.extend(r?);
-    }
-    let winner = tried
-        .iter()
-        .filter(|c| c.slo_attainment_pct >= config.target_pct && c.energy_per_request_j.is_finite())
-        .min_by(|a, b| {
-            a.energy_per_request_j
-                .total_cmp(&b.energy_per_request_j)
-                .then(b.action.freq.cmp(&a.action.freq))
-                .then(b.action.batch.cmp(&a.action.batch))
-        })
-        .copied();
-    let mut out = BestStatic { config, tried, best: None };
-    if let Some(c) = winner {
-        let (_, details) = run_fixed(settings, workloads, arrivals_end_s, c.action)?;
-        let label = out.label_for(c);
-        out.best = Some((c, MethodResult::from_runs(&label, &settings.setup.controller.slo, details)));
-    }
     Ok(out)
-}
-
-impl BestStatic {
-    fn label_for(&self, c: Candidate) -> String {
-        format!(
-            "best-static ({} MHz, cap {}; ≥ {}%)",
-            c.action.freq.0, c.action.batch, self.config.target_pct
-        )
-    }
 }
 
 #[cfg(test)]
@@ -247,40 +233,43 @@ mod tests {
         let settings = tiny();
         let workloads: Vec<_> = (0..settings.runs).map(|i| settings.requests(i).unwrap()).collect();
         let end = settings.arrivals_end_s().unwrap();
+        // Brute force: every fixed policy through the ordinary evaluation, pooled as tables are.
+        let space = settings.setup.controller.action_space.clone();
+        let mut all = settings.clone();
+        all.policies = space
+            .freqs()
+            .iter()
+            .flat_map(|f| space.batches().iter().map(move |b| (f.0, *b)))
+            .map(|(f, b)| PluginSpec::parse(&format!("fixed:freq={f},batch={b}")).unwrap())
+            .collect();
+        let evaluated = crate::eval::evaluate(&all, |_| {}).unwrap();
+        let mut found = 0;
         for target in [50.0, 90.0, 99.0] {
-            let pruned = best_static(
-                &settings,
-                &workloads,
-                end,
-                BestStaticConfig { target_pct: target, exhaustive: false },
-                2,
-            )
-            .unwrap();
-            // Brute force: every fixed policy through the ordinary evaluation.
             let mut brute = None::<Candidate>;
-            for &f in settings.setup.controller.action_space.freqs() {
-                for &b in settings.setup.controller.action_space.batches() {
-                    let (c, _) = run_fixed(&settings, &workloads, end, Action { freq: f, batch: b }).unwrap();
-                    let better = brute.is_none_or(|x| {
-                        c.energy_per_request_j < x.energy_per_request_j
-                            || (c.energy_per_request_j == x.energy_per_request_j
-                                && (c.action.freq, c.action.batch) > (x.action.freq, x.action.batch))
-                    });
-                    if c.slo_attainment_pct >= target && better {
-                        brute = Some(c);
-                    }
+            for (spec, m) in all.policies.iter().zip(&evaluated) {
+                let f = spec.config["freq"].as_u64().unwrap() as u32;
+                let b = spec.config["batch"].as_u64().unwrap() as u32;
+                let c = Candidate {
+                    action: Action { freq: Mhz(f), batch: b },
+                    slo_attainment_pct: m.summary.slo_attainment_pct,
+                    energy_per_request_j: m.summary.energy_per_request_j,
+                };
+                if better(&c, brute.as_ref(), target) {
+                    brute = Some(c);
                 }
             }
+            found += usize::from(brute.is_some());
+            let config = BestStaticConfig { target_pct: target, exhaustive: false };
+            let pruned = best_static(&settings, &workloads, end, config, 2).unwrap();
             assert_eq!(pruned.best.as_ref().map(|b| b.0), brute, "target {target}");
-            let one_thread = best_static(
-                &settings,
-                &workloads,
-                end,
-                BestStaticConfig { target_pct: target, exhaustive: false },
-                1,
-            )
-            .unwrap();
+            let exhaustive =
+                best_static(&settings, &workloads, end, BestStaticConfig { exhaustive: true, ..config }, 1)
+                    .unwrap();
+            assert_eq!(exhaustive.tried.len(), space.len(), "the exhaustive search tries every setting");
+            assert_eq!(exhaustive.best.as_ref().map(|b| b.0), brute, "exhaustive, target {target}");
+            let one_thread = best_static(&settings, &workloads, end, config, 1).unwrap();
             assert_eq!(one_thread.best.map(|b| b.0), pruned.best.map(|b| b.0), "threads change nothing");
         }
+        assert!(found >= 2, "the tiny workload must leave a choice at most targets");
     }
 }

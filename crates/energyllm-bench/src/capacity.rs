@@ -10,7 +10,6 @@
 //! by everything that can change the answer.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash as _, Hasher as _};
 use std::path::{Path, PathBuf};
 
 use energyllm_core::registry::PluginSpec;
@@ -46,7 +45,7 @@ pub struct Capacity {
 }
 
 /// The SLO attainment of `vllm-default` at a constant `rate_rps` of the settings' workload.
-pub fn attainment_at(settings: &EvalSettings, rate_rps: f64) -> Result<f64, Error> {
+pub(crate) fn attainment_at(settings: &EvalSettings, rate_rps: f64) -> Result<f64, Error> {
     let mut probe = settings.clone();
     probe.policies = vec![PluginSpec::parse("vllm-default")?];
     probe.load = Some(Load { profile: LoadProfile::Constant { load: 1.0 }, capacity_rps: rate_rps });
@@ -61,6 +60,12 @@ pub fn capacity(
     search: &CapacitySearch,
     mut on_probe: impl FnMut(f64, f64),
 ) -> Result<Capacity, Error> {
+    if !(search.rel_tolerance > 0.0 && search.rel_tolerance.is_finite()) {
+        return Err(Error::Setting(format!(
+            "capacity: the bisection tolerance must be a positive fraction, got {}",
+            search.rel_tolerance
+        )));
+    }
     let mut probes = Vec::new();
     let mut probe = |rate: f64| -> Result<bool, Error> {
         let a = attainment_at(settings, rate)?;
@@ -68,35 +73,30 @@ pub fn capacity(
         on_probe(rate, a);
         Ok(a >= search.target_pct)
     };
+    // Bracket: double while the target is met, halve while it is missed.
     let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
     let mut rate = 1.0;
     while hi.is_infinite() || lo == 0.0 {
         if probe(rate)? {
             lo = rate;
-            if hi.is_infinite() {
-                rate *= 2.0;
-                if rate > search.max_rps {
-                    return Err(Error::Setting(format!(
-                        "capacity: vllm-default still meets {}% at {} req/s; is the SLO too loose?",
-                        search.target_pct, search.max_rps
-                    )));
-                }
+            if hi.is_infinite() && rate * 2.0 > search.max_rps {
+                return Err(Error::Setting(format!(
+                    "capacity: vllm-default still meets {}% at {rate} req/s, the last rate below the {} req/s \
+                     limit; is the SLO too loose?",
+                    search.target_pct, search.max_rps
+                )));
             }
+            rate *= 2.0;
         } else {
             hi = rate;
-            if lo == 0.0 {
-                rate /= 2.0;
-                if rate < 1e-3 {
-                    return Err(Error::Setting(format!(
-                        "capacity: vllm-default misses {}% even at {rate:.4} req/s; is the SLO reachable on \
-                         this GPU and model at all?",
-                        search.target_pct
-                    )));
-                }
+            if lo == 0.0 && rate / 2.0 < 1e-3 {
+                return Err(Error::Setting(format!(
+                    "capacity: vllm-default misses {}% even at {rate:.4} req/s; is the SLO reachable on this GPU \
+                     and model at all?",
+                    search.target_pct
+                )));
             }
-        }
-        if !hi.is_infinite() && lo > 0.0 {
-            break;
+            rate /= 2.0;
         }
     }
     while (hi - lo) > search.rel_tolerance * lo {
@@ -110,12 +110,21 @@ pub fn capacity(
     Ok(Capacity { rps: lo, probes })
 }
 
-/// The key of a capacity: everything the answer depends on, as a readable prefix and a hash of
-/// the rest.
-pub fn capacity_key(settings: &EvalSettings, search: &CapacitySearch) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    format!(
-        "{:?}|{:?}|{:?}|{}|{}|{}|{:?}",
+/// The cache's format: bump it when the simulator or the search changes what a capacity is, so
+/// that old entries are not reused.
+const CACHE_SCHEMA: &str = "capacity-v1";
+
+/// FNV-1a, 64 bits: a hash that does not change between Rust releases, for cache keys.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The key of a capacity: everything the answer depends on — the build, every setting of the
+/// deployment and workload, the search — as a readable prefix and a stable hash of the rest.
+pub(crate) fn capacity_key(settings: &EvalSettings, search: &CapacitySearch) -> String {
+    let all = format!(
+        "{CACHE_SCHEMA}|{}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}",
+        env!("CARGO_PKG_VERSION"),
         settings.setup,
         settings.dataset,
         settings.workload,
@@ -123,15 +132,14 @@ pub fn capacity_key(settings: &EvalSettings, search: &CapacitySearch) -> String 
         settings.runs,
         settings.seed,
         search
-    )
-    .hash(&mut h);
+    );
     format!(
         "{} {} {} {}% {:016x}",
         settings.setup.gpu.name,
         settings.setup.model.name,
         settings.workload_name(),
         search.target_pct,
-        h.finish()
+        fnv1a(&all)
     )
 }
 

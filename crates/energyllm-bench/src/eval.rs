@@ -103,28 +103,35 @@ impl EvalSettings {
         }
     }
 
-    /// The requests of run `i` time-warped to follow `load`: a unit-rate draw of the arrival
-    /// process, or the trace at its own mean rate, mapped through the profile.
+    /// The requests of run `i` time-warped to follow `load`: the arrival process drawn at the
+    /// profile's mean rate (so its own time constants stay in seconds), or the trace at its own
+    /// mean rate — repeated end to end when one pass does not fill the window — mapped through
+    /// the profile.
     fn warped_requests(&self, i: u32, load: &Load) -> Result<Vec<energyllm_core::Request>, Error> {
+        let end = match &self.workload {
+            WorkloadSource::Sampled(_) => Some(self.duration_s),
+            WorkloadSource::Replay { replay, .. } => replay.window_s,
+        };
+        // Arrivals the window needs, with room for the draw's randomness.
+        let needed = end.map(|e| load.profile.expected_arrivals(load.capacity_rps, e) * 1.2 + 50.0);
         let (mut requests, stream_rate) = match &self.workload {
             WorkloadSource::Sampled(pattern) => {
-                // Operational time of the whole run, with room for the draw's randomness.
-                let units = load.profile.expected_arrivals(load.capacity_rps, self.duration_s);
-                let horizon = units * 1.2 + 50.0;
-                (sample_requests(&self.dataset, pattern, 1.0, horizon, self.run_seed(i))?, 1.0)
+                let rate = load.capacity_rps * load.profile.mean_share();
+                let horizon_s = needed.unwrap_or(0.0) / rate;
+                (sample_requests(&self.dataset, pattern, rate, horizon_s, self.run_seed(i))?, rate)
             }
             WorkloadSource::Replay { replay, draw_lengths } => {
                 let unwindowed = Replay { window_s: None, ..replay.clone() };
-                let reqs = unwindowed.requests(draw_lengths.then_some(&self.dataset), self.run_seed(i))?;
-                let span = reqs.last().map_or(0.0, |r| r.arrival.as_secs_f64());
-                if reqs.len() < 2 || span <= 0.0 {
+                let once = unwindowed.requests(draw_lengths.then_some(&self.dataset), self.run_seed(i))?;
+                let span = once.last().map_or(0.0, |r| r.arrival.as_secs_f64());
+                if once.len() < 2 || span <= 0.0 {
                     return Err(Error::Setting(format!(
                         "{}: a load profile needs a trace with at least two distinct arrival times",
                         replay.trace.name
                     )));
                 }
-                let rate = (reqs.len() - 1) as f64 / span;
-                (reqs, rate)
+                let rate = (once.len() - 1) as f64 / span;
+                (repeat_to(&once, span + 1.0 / rate, needed.unwrap_or(0.0)), rate)
             }
         };
         let times: Vec<f64> = requests.iter().map(|r| r.arrival.as_secs_f64()).collect();
@@ -132,10 +139,6 @@ impl EvalSettings {
         for (r, t) in requests.iter_mut().zip(warped) {
             r.arrival = energyllm_core::Timestamp::from_secs_f64(t);
         }
-        let end = match &self.workload {
-            WorkloadSource::Sampled(_) => Some(self.duration_s),
-            WorkloadSource::Replay { replay, .. } => replay.window_s,
-        };
         if let Some(end) = end {
             requests.retain(|r| r.arrival.as_secs_f64() < end);
         }
@@ -277,6 +280,21 @@ pub fn energy_floor_of(settings: &EvalSettings) -> Result<EnergyFloor, Error> {
     Ok(pooled)
 }
 
+/// `once` followed by copies of itself shifted by `period_s` each, until at least `count`
+/// requests (at least one pass); ids are renumbered in order.
+fn repeat_to(once: &[energyllm_core::Request], period_s: f64, count: f64) -> Vec<energyllm_core::Request> {
+    let passes = ((count / once.len().max(1) as f64).ceil() as usize).max(1);
+    let mut out = Vec::with_capacity(passes * once.len());
+    for k in 0..passes {
+        let shift = energyllm_core::duration_from_secs(k as f64 * period_s);
+        for r in once {
+            let id = energyllm_core::RequestId(out.len() as u64);
+            out.push(energyllm_core::Request { id, arrival: r.arrival + shift, ..*r });
+        }
+    }
+    out
+}
+
 impl MethodResult {
     /// Pools the runs of one method under `label`.
     pub fn from_runs(label: &str, slo: &energyllm_core::Slo, details: Vec<RunResult>) -> Self {
@@ -352,33 +370,14 @@ pub fn evaluate(
             (p.1)(done);
         }
     };
-    let next = std::sync::Mutex::new(0usize);
-    let slots: Vec<std::sync::Mutex<Option<Result<RunResult, Error>>>> =
-        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..worker_threads().clamp(1, jobs.len().max(1)) {
-            scope.spawn(|| loop {
-                let k = {
-                    let Ok(mut n) = next.lock() else { return };
-                    let k = *n;
-                    *n += 1;
-                    k
-                };
-                let Some(job) = jobs.get(k) else { return };
-                let result = run_job(job);
-                if let Ok(mut slot) = slots[k].lock() {
-                    *slot = Some(result);
-                }
-                tick(1);
-            });
-        }
+    let finished = crate::parallel::parallel_map(jobs.len(), worker_threads(), |k| {
+        let result = run_job(&jobs[k]);
+        tick(1);
+        result
     });
     let mut by_method: Vec<Vec<RunResult>> = (0..settings.policies.len()).map(|_| Vec::new()).collect();
-    for (slot, &(m, _)) in slots.into_iter().zip(&jobs) {
-        let result = slot
-            .into_inner()
-            .ok()
-            .flatten()
+    for (result, &(m, _)) in finished.into_iter().zip(&jobs) {
+        let result = result
             .ok_or_else(|| Error::Setting("an evaluation worker stopped before its run ended".into()))?;
         by_method[m].push(result?);
     }
@@ -442,5 +441,29 @@ mod tests {
         let cut = settings.requests(0).unwrap();
         assert!(cut.iter().all(|r| r.arrival.as_secs_f64() < 60.0) && cut.len() < warped.len());
         assert_eq!(settings.arrivals_end_s().unwrap(), 60.0);
+    }
+
+    #[test]
+    fn a_trace_too_short_for_the_window_is_repeated_end_to_end() {
+        let (trace, _) = Trace::open("mooncake-synthetic", &ReadOptions::default()).unwrap();
+        let once = trace.entries.len();
+        let replay = Replay { window_s: Some(120.0), ..Replay::new(trace) };
+        let settings = EvalSettings {
+            policies: Vec::new(),
+            setup: SimSetup::builtin("a100-40gb", "llama-3.1-8b").unwrap(),
+            dataset: LengthDataset::sharegpt_like(),
+            arrival_rate_rps: 1.0,
+            duration_s: 60.0,
+            workload: WorkloadSource::Replay { replay, draw_lengths: false },
+            runs: 1,
+            seed: 1000,
+            load: Some(Load { profile: LoadProfile::Constant { load: 1.0 }, capacity_rps: 100.0 }),
+        };
+        let r = settings.requests(0).unwrap();
+        // 100 req/s over 120 s needs about 12 000 arrivals: more than one pass of the trace.
+        assert!(r.len() > once, "{} of {once}", r.len());
+        assert!((r.len() as f64 - 12_000.0).abs() < 600.0, "{}", r.len());
+        assert!(r.last().unwrap().arrival.as_secs_f64() > 119.0);
+        assert!(r.windows(2).all(|w| w[0].arrival <= w[1].arrival && w[1].id.0 == w[0].id.0 + 1));
     }
 }

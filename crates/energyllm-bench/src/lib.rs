@@ -33,6 +33,7 @@ mod error;
 pub mod eval;
 pub mod optimize;
 pub mod paper_observations;
+mod parallel;
 pub mod plots;
 pub mod profiler;
 pub mod report;

@@ -130,12 +130,8 @@ pub fn savings_note(results: &[MethodResult], target_pct: f64) -> String {
         }
         None => {}
     }
-    let pct = |e: f64, base: f64| 100.0 * (1.0 - e / base);
-    let mut meeting: Vec<&MethodResult> = results
-        .iter()
-        .filter(|m| !is_reference(&m.summary.method) && !m.summary.method.starts_with("vllm-default"))
-        .filter(|m| slo(m) >= target_pct && energy(m).is_finite())
-        .collect();
+    let change = |e: f64, base: f64| 100.0 * (e / base - 1.0);
+    let mut meeting = deployable_meeting(results, target_pct);
     meeting.sort_by(|a, b| energy(a).total_cmp(&energy(b)));
     if meeting.is_empty() {
         let _ = writeln!(s, "No deployable method reaches the {target_pct}% target here.");
@@ -143,10 +139,10 @@ pub fn savings_note(results: &[MethodResult], target_pct: f64) -> String {
     for m in meeting {
         let _ = write!(s, "{}: {:.1} J/request at {:.2}% SLO", m.summary.method, energy(m), slo(m));
         if let Some(v) = vllm.filter(|v| slo(v) >= target_pct) {
-            let _ = write!(s, "; saves {:.1}% against vllm-default", pct(energy(m), energy(v)));
+            let _ = write!(s, "; energy {:+.1}% against vllm-default", change(energy(m), energy(v)));
         }
         if let Some(b) = best.filter(|b| !b.details.is_empty()) {
-            let _ = write!(s, "; {:+.1}% energy against best-static", -pct(energy(m), energy(b)));
+            let _ = write!(s, ", {:+.1}% against best-static", change(energy(m), energy(b)));
         }
         s.push_str(".\n");
     }
@@ -159,6 +155,23 @@ pub fn savings_note(results: &[MethodResult], target_pct: f64) -> String {
         let _ = writeln!(s, "Below the {target_pct}% target: {}.", missing.join(", "));
     }
     s
+}
+
+/// The deployable methods other than `vllm-default` whose pooled attainment reaches
+/// `target_pct`, in table order.
+pub fn deployable_meeting(results: &[MethodResult], target_pct: f64) -> Vec<&MethodResult> {
+    results
+        .iter()
+        .filter(|m| !is_reference(&m.summary.method) && !m.summary.method.starts_with("vllm-default"))
+        .filter(|m| m.summary.slo_attainment_pct >= target_pct && m.summary.energy_per_request_j.is_finite())
+        .collect()
+}
+
+/// The cheapest of [`deployable_meeting`].
+pub fn best_deployable(results: &[MethodResult], target_pct: f64) -> Option<&MethodResult> {
+    deployable_meeting(results, target_pct)
+        .into_iter()
+        .min_by(|a, b| a.summary.energy_per_request_j.total_cmp(&b.summary.energy_per_request_j))
 }
 
 /// Whether a method is a reference row (not deployable): shown in italics, never marked best.
@@ -403,9 +416,10 @@ pub fn run_metadata(settings: &EvalSettings) -> serde_json::Value {
         "run_seeds": (0..settings.runs).map(|i| settings.run_seed(i)).collect::<Vec<_>>(),
         "methods": settings.policies.iter().map(|p| p.label.clone()).collect::<Vec<_>>(),
         "workload": settings.describe_workload(),
-        "arrival_rate_rps": settings.arrival_rate_rps,
+        "arrival_rate_rps": settings.load.is_none().then_some(settings.arrival_rate_rps),
         "duration_s": settings.duration_s,
-        "seeds_note": "tuning (policy choice, hyper-parameters, rewards) uses seeds 0–99; reported tables use seeds from 1000 on",
+        "held_out_seeds": settings.seed >= 1000,
+        "seeds_note": "tuning (policy choice, hyper-parameters, rewards) uses seeds 0–99; reported tables use seeds from 1000 on; held_out_seeds says whether this run's do",
         "slo": settings.setup.controller.slo.describe(),
         "load": settings.load.map(|l| serde_json::json!({
             "profile": l.profile,

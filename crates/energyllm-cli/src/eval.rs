@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::Args;
 
+use energyllm_bench::best_static::BEST_STATIC;
 use energyllm_bench::capacity::{CapacityCache, CapacitySearch};
 use energyllm_bench::eval::{
     energy_floor_of, evaluate, unloaded_latency, EvalSettings, Load, MethodResult, WorkloadSource,
@@ -108,7 +109,9 @@ pub enum Table {
 /// token: time to first token ≤ 2 s and time per output token ≤ 100 ms.
 #[derive(Args, Clone, Debug, Default)]
 pub struct SloArgs {
-    /// End-to-end latency SLO, in seconds (off unless given; the paper's protocol uses 11).
+    /// End-to-end latency SLO, in seconds (off unless given; the paper's protocol uses 11). Given
+    /// alone, it replaces the default per-token targets; with --slo-ttft and --slo-tpot it adds to
+    /// them.
     #[arg(long)]
     pub slo_e2e: Option<f64>,
     /// Time-to-first-token SLO, in seconds (default 2 when no target is given).
@@ -157,6 +160,14 @@ impl SloArgs {
             if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
                 bail!("{flag} must be a positive number, got {v}");
             }
+        }
+        if self.slo_ttft.is_some() != self.slo_tpot.is_some() && self.slo_e2e.is_none() {
+            // One per-token target bounds neither the whole request nor the other phase, so the
+            // look-ahead policies would have no budget to plan against.
+            bail!(
+                "give --slo-ttft and --slo-tpot together (or add --slo-e2e): one per-token target alone leaves \
+                 the rest of the request unbounded"
+            );
         }
         let (ttft_s, tpot_s) = match (self.slo_scale, unloaded) {
             (Some(k), Some((ttft, tpot))) => (Some(k * ttft), Some(k * tpot)),
@@ -228,7 +239,8 @@ pub struct EvalArgs {
     /// The latency SLO.
     #[command(flatten)]
     pub slo: SloArgs,
-    /// Independent runs per method (same workloads for every method).
+    /// Independent runs per method (same workloads for every method; the record runs at most 3
+    /// per table).
     #[arg(long, default_value_t = 10)]
     pub runs: u32,
     /// Seed of the first run; run i uses seed + i. Reported tables use seeds from 1000 on;
@@ -240,9 +252,10 @@ pub struct EvalArgs {
     /// ShareGPT-like sample.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
-    /// Built-in GPU profile.
-    #[arg(long, default_value = "a100-40gb")]
-    pub gpu: String,
+    /// Built-in GPU profile (default a100-40gb; the record and cross-model tables choose their
+    /// own).
+    #[arg(long)]
+    pub gpu: Option<String>,
     /// Built-in model profile.
     #[arg(long, default_value = "llama-3.1-8b")]
     pub model: String,
@@ -280,13 +293,41 @@ impl EvalArgs {
     /// The evaluation these arguments describe, before any load is resolved to a rate.
     pub fn settings(&self) -> anyhow::Result<EvalSettings> {
         let paper = self.protocol == Protocol::Paper;
+        if paper {
+            for (flag, set) in [
+                ("--slo-ttft", self.slo.slo_ttft.is_some()),
+                ("--slo-tpot", self.slo.slo_tpot.is_some()),
+                ("--slo-scale", self.slo.slo_scale.is_some()),
+                ("--load", self.load.is_some()),
+                ("--load-profile", self.load_profile.is_some()),
+            ] {
+                if set {
+                    bail!(
+                        "{flag} does not apply to the EnergyLLM paper's protocol (one end-to-end SLO, --slo-e2e, at \
+                         --arrival-rate); drop it or use --table main"
+                    );
+                }
+            }
+        }
+        let warped = self.load.is_some() || self.load_profile.is_some();
+        if warped && (self.time_scale != 1.0 || self.rate_scale != 1.0) {
+            bail!("--time-scale and --rate-scale do not apply with --load or --load-profile, which set the rate themselves; drop them");
+        }
         let defaults = if paper { PAPER_POLICIES } else { SERVING_POLICIES };
         let names: Vec<&str> = if self.policies.is_empty() {
             defaults.to_vec()
         } else {
             self.policies.iter().map(String::as_str).collect()
         };
-        let policies = names.iter().map(|s| PluginSpec::parse(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut policies = names.iter().map(|s| PluginSpec::parse(s)).collect::<Result<Vec<_>, _>>()?;
+        // best-static searches for the table's own target unless its spec names one.
+        for p in policies.iter_mut().filter(|p| p.name == BEST_STATIC) {
+            if let serde_json::Value::Object(o) = &mut p.config {
+                o.entry("target_pct").or_insert(self.slo_target.into());
+            } else {
+                p.config = serde_json::json!({ "target_pct": self.slo_target });
+            }
+        }
         let read = ReadOptions { format: self.trace_format, skip_invalid: self.skip_invalid };
         let dataset = match &self.dataset {
             Some(path) => {
@@ -324,14 +365,20 @@ impl EvalArgs {
             None => WorkloadSource::Sampled(ArrivalPattern::parse(&self.arrival)?),
         };
         let mut setup = if paper {
-            SimSetup::paper(&self.gpu, &self.model)?
+            SimSetup::paper(self.gpu_name(), &self.model)?
         } else {
-            SimSetup::builtin(&self.gpu, &self.model)?
+            SimSetup::builtin(self.gpu_name(), &self.model)?
+        };
+        // --slo-scale is relative to the lengths this workload runs: the trace's own unless
+        // --dataset replaces them.
+        let run_lengths = match &workload {
+            WorkloadSource::Replay { replay, draw_lengths: false } => replay.trace.lengths(),
+            _ => dataset.clone(),
         };
         setup.controller.slo = if paper {
             Slo::e2e(self.slo.slo_e2e.unwrap_or(11.0))
         } else {
-            self.slo.slo_for(&setup, &dataset)?
+            self.slo.slo_for(&setup, &run_lengths)?
         };
         setup.controller.batching = match self.batching {
             Batching::Static => BatchingMode::Static,
@@ -352,16 +399,23 @@ impl EvalArgs {
         })
     }
 
-    /// The load these arguments ask for, if any.
-    pub fn load_profile(&self) -> anyhow::Result<Option<LoadProfile>> {
-        Ok(match (&self.load, &self.load_profile) {
-            (Some(f), _) => Some(LoadProfile::Constant { load: *f }),
-            (None, Some(spec)) => Some(LoadProfile::parse(spec)?),
-            (None, None) => None,
-        })
+    /// The GPU profile's name.
+    pub fn gpu_name(&self) -> &str {
+        self.gpu.as_deref().unwrap_or("a100-40gb")
     }
 
-    /// The capacity cache: `--capacity-cache`, else `capacity.json` beside `--out`, else memory.
+    /// The load these arguments ask for, if any.
+    pub fn load_profile(&self) -> anyhow::Result<Option<LoadProfile>> {
+        let profile = match (&self.load, &self.load_profile) {
+            (Some(f), _) => LoadProfile::Constant { load: *f },
+            (None, Some(spec)) => LoadProfile::parse(spec)?,
+            (None, None) => return Ok(None),
+        };
+        profile.validate().context("--load")?;
+        Ok(Some(profile))
+    }
+
+    /// The capacity cache: `--capacity-cache`, else `capacity-cache.json` beside `--out`, else memory.
     pub fn capacity_cache(&self) -> anyhow::Result<CapacityCache> {
         let path = self.capacity_cache.clone().or_else(|| {
             self.out.as_ref().map(|o| o.parent().unwrap_or(o.as_path()).join("capacity-cache.json"))
@@ -420,7 +474,7 @@ pub fn experiments(args: &EvalArgs) -> Vec<(String, EvalArgs)> {
             "cross-model-qwen2.5-7b".to_owned(),
             EvalArgs { model: "qwen2.5-7b".into(), ..paper.clone() },
         ));
-        out.push(("cross-model-h100".to_owned(), EvalArgs { gpu: "h100".into(), ..paper.clone() }));
+        out.push(("cross-model-h100".to_owned(), EvalArgs { gpu: Some("h100".into()), ..paper.clone() }));
     }
     if matches!(table, Table::Long | Table::All) {
         let mut long =
@@ -466,8 +520,9 @@ pub fn run_table(args: &EvalArgs, cache: &mut CapacityCache) -> anyhow::Result<T
         // Capacity belongs to the GPU × model × workload × SLO, not to one table's run length:
         // drawn arrivals are probed over a fixed window.
         let mut probe = settings.clone();
-        if matches!(probe.workload, WorkloadSource::Sampled(_)) {
-            probe.duration_s = CAPACITY_PROBE_S;
+        match &mut probe.workload {
+            WorkloadSource::Sampled(_) => probe.duration_s = CAPACITY_PROBE_S,
+            WorkloadSource::Replay { replay, .. } => replay.window_s = Some(CAPACITY_PROBE_S),
         }
         let (rps, cached) = cache.capacity(&probe, &search, |rate, pct| {
             bar.inc(1);
@@ -490,8 +545,8 @@ pub fn run_table(args: &EvalArgs, cache: &mut CapacityCache) -> anyhow::Result<T
     let text = if args.protocol == Protocol::Paper {
         format!(
             "The EnergyLLM paper's protocol. {} × {} runs, SLO {} s end to end, {} on {}; {}:\n\n{}\n{}\n{}{}Energy \
-             floor (every token at its most efficient clock × batch, SLO ignored; no method can go below): {:.1} \
-             J/request busy, {:.1} J/request board.\n",
+             floor (every token at its most efficient clock × batch for the run's mean request shape, SLO ignored; \
+             an estimate, not a proven bound: docs/evaluation.md): {:.1} J/request busy, {:.1} J/request board.\n",
             settings.policies.len(),
             settings.runs,
             slo.e2e_s.unwrap_or(f64::NAN),

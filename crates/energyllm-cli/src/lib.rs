@@ -8,6 +8,7 @@ and what is printed or written for a person. `cargo xtask` reuses the same argum
 | command | module | does the work |
 |---|---|---|
 | `eval` | [`eval`] | energyllm-bench's `eval` and `report` |
+| `eval --table record` | [`record`] | the evaluation of record: [`eval`] over every workload, GPU and load |
 | `sweep` (xtask) | [`sweep`] | energyllm-bench's `sweep` |
 | `train` (xtask) | [`train`] | energyllm-bench's `train` |
 | `list` | [`list`] | energyllm-core's registries |

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use energyllm_bench::eval::MethodResult;
 use energyllm_bench::plots::{load_curve_svg, LoadCurvePoint};
-use energyllm_bench::report::is_reference;
+use energyllm_bench::report::best_deployable;
 
 use crate::eval::{run_table, EvalArgs, Protocol, TableResult};
 use crate::output::write_files;
@@ -57,9 +57,10 @@ fn tables(args: &EvalArgs) -> Vec<(String, String, EvalArgs)> {
             let group = format!("{}-{gpu}", w.name);
             let base = EvalArgs {
                 protocol: Protocol::Serving,
-                gpu: gpu.into(),
+                gpu: Some(gpu.into()),
                 trace: w.trace.map(String::from),
                 dataset: w.dataset.map(PathBuf::from),
+                // Three runs per table keep the whole record near a minute; fewer if asked.
                 runs: if args.quick { 1 } else { args.runs.min(3) },
                 duration: Some(if args.quick { 120.0 } else { 300.0 }),
                 load: None,
@@ -84,16 +85,6 @@ fn tables(args: &EvalArgs) -> Vec<(String, String, EvalArgs)> {
         }
     }
     out
-}
-
-/// The deployable method with the least energy among those reaching the target, other than
-/// `vllm-default`.
-fn best_deployable(results: &[MethodResult], target_pct: f64) -> Option<&MethodResult> {
-    results
-        .iter()
-        .filter(|m| !is_reference(&m.summary.method) && !m.summary.method.starts_with("vllm-default"))
-        .filter(|m| m.summary.slo_attainment_pct >= target_pct)
-        .min_by(|a, b| a.summary.energy_per_request_j.total_cmp(&b.summary.energy_per_request_j))
 }
 
 fn find<'a>(results: &'a [MethodResult], prefix: &str) -> Option<&'a MethodResult> {
@@ -140,7 +131,24 @@ fn summary_row(out: &mut String, group: &str, name: &str, t: &TableResult) {
 }
 
 /// Runs the evaluation of record: every table, a load curve per workload × GPU, the summary.
+/// Its workloads, GPUs, loads and run lengths are fixed; flags that would change them are refused
+/// rather than ignored.
 pub fn run_record(args: &EvalArgs) -> anyhow::Result<()> {
+    for (flag, set) in [
+        ("--gpu", args.gpu.is_some()),
+        ("--trace", args.trace.is_some()),
+        ("--dataset", args.dataset.is_some()),
+        ("--duration", args.duration.is_some()),
+        ("--load", args.load.is_some()),
+        ("--load-profile", args.load_profile.is_some()),
+    ] {
+        if set {
+            anyhow::bail!(
+                "{flag} does not apply to the evaluation of record, whose workloads, GPUs and loads are fixed; \
+                 use --table main to evaluate your own"
+            );
+        }
+    }
     let mut cache = args.capacity_cache()?;
     let mut summary = String::from(
         "| workload × GPU | load | capacity (req/s) | vllm-default | best-static | setting | best deployable | \

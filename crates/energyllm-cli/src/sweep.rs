@@ -26,6 +26,9 @@ pub struct SweepArgs {
 
 /// Runs `sweep`: Markdown tables per SLO, and `sweep.csv` / `sweep.md` in `--out`.
 pub fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    if args.eval.table.is_some() {
+        anyhow::bail!("--table does not apply to a sweep, which sweeps the paper's protocol; drop it");
+    }
     let mut eval = EvalArgs { protocol: Protocol::Paper, ..args.eval.clone() };
     if eval.policies.is_empty() {
         // The clairvoyant search is too slow to repeat at every point.

@@ -84,3 +84,63 @@ fn list_shows_every_installed_plugin() {
     }
     assert!(text.contains("policy:") && text.contains("actuator:") && text.contains("engine:"));
 }
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = energyllm().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_load_table_states_capacity_and_both_bars_at_the_tables_own_target() {
+    let (ok, stdout, err) = run(&[
+        "eval",
+        "--quiet",
+        "--runs",
+        "1",
+        "--duration",
+        "30",
+        "--load",
+        "0.5",
+        "--slo-target",
+        "95",
+        "--policy",
+        "vllm-default",
+        "--policy",
+        "best-static",
+        "--policy",
+        "throttllem",
+    ]);
+    assert!(ok, "{stdout}{err}");
+    assert!(stdout.contains("Capacity: vllm-default reaches 95% up to"), "{stdout}");
+    assert!(stdout.contains("SLO TTFT ≤ 2 s, TPOT ≤ 0.1 s (target 95% of requests)"), "{stdout}");
+    // best-static searched for the table's target, not its own default of 99%.
+    assert!(stdout.contains("best-static (") && stdout.contains("; ≥ 95%)"), "{stdout}");
+    assert!(stdout.contains("against vllm-default"), "{stdout}");
+}
+
+#[test]
+fn flags_that_would_be_ignored_are_refused_by_name() {
+    for (args, needle) in [
+        (
+            &["eval", "--table", "record", "--gpu", "h100"][..],
+            "--gpu does not apply to the evaluation of record",
+        ),
+        (
+            &["eval", "--table", "paper", "--slo-ttft", "2", "--slo-tpot", "0.1"][..],
+            "--slo-ttft does not apply",
+        ),
+        (&["eval", "--slo-tpot", "0.05"][..], "give --slo-ttft and --slo-tpot together"),
+        (&["eval", "--load", "0.5", "--rate-scale", "2"][..], "--time-scale and --rate-scale do not apply"),
+        (&["eval", "--load", "50"][..], "share of capacity"),
+        (&["eval", "--policy", "throttllem:batch=100"][..], "batch=100 is not a cap of the action space"),
+        (&["eval", "--policy", "fixed:freq=1410,batch=512"][..], "batch=512 is not a cap"),
+    ] {
+        let (ok, stdout, err) = run(args);
+        assert!(!ok, "{args:?} should fail: {stdout}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

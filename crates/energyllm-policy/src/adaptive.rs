@@ -38,12 +38,27 @@ pub fn engine_default_cap(space: &ActionSpace) -> u32 {
 }
 
 /// The cap a clock-only baseline runs at: `batch` if given, else the paper's `paper_batch` with
-/// `preset=paper`, else the engine's default.
-fn cap_of(batch: Option<u32>, preset: Option<Preset>, paper_batch: u32, space: &ActionSpace) -> u32 {
-    batch.unwrap_or(match preset {
+/// `preset=paper`, else the engine's default. A cap the action space does not offer is refused:
+/// the controller would snap it, and the row would not be what its label says.
+fn cap_of(
+    name: &str,
+    batch: Option<u32>,
+    preset: Option<Preset>,
+    paper_batch: u32,
+    space: &ActionSpace,
+) -> Result<u32, Error> {
+    let cap = batch.unwrap_or(match preset {
         Some(Preset::Paper) => paper_batch,
         None => engine_default_cap(space),
-    })
+    });
+    if space.batches().contains(&cap) {
+        Ok(cap)
+    } else {
+        Err(bad(
+            name,
+            format!("batch={cap} is not a cap of the action space; choose one of {:?}", space.batches()),
+        ))
+    }
 }
 
 /// Prompt length assumed when nothing is queued to measure it, in tokens.
@@ -129,15 +144,15 @@ impl DvfsOnly {
     /// Builds it.
     pub fn new(c: DvfsOnlyConfig, ctx: &PolicyContext) -> Result<Self, Error> {
         let name = "dvfs-only";
-        if c.clocks.is_empty() || c.batch == Some(0) {
-            return Err(bad(name, "`clocks` must not be empty and `batch` must be ≥ 1"));
+        if c.clocks.is_empty() {
+            return Err(bad(name, "`clocks` must not be empty"));
         }
         let full = c.full_load_requests.unwrap_or(16.0);
         positive(name, "full_load_requests", full)?;
         let mut clocks: Vec<Mhz> = c.clocks.iter().map(|&f| ctx.action_space.nearest_freq(Mhz(f))).collect();
         clocks.sort_unstable();
         clocks.dedup();
-        let batch = cap_of(c.batch, c.preset, 8, &ctx.action_space);
+        let batch = cap_of(name, c.batch, c.preset, 8, &ctx.action_space)?;
         Ok(DvfsOnly { clocks, batch, full_load: full })
     }
 }
@@ -255,8 +270,8 @@ impl ReactiveDvfs {
     /// Builds it.
     pub fn new(c: ReactiveDvfsConfig, ctx: &PolicyContext) -> Result<Self, Error> {
         let name = "reactive-dvfs";
-        if c.batch == Some(0) || c.queue_low > c.queue_high {
-            return Err(bad(name, "`batch` must be ≥ 1 and `queue_low` ≤ `queue_high`"));
+        if c.queue_low > c.queue_high {
+            return Err(bad(name, "`queue_low` must be ≤ `queue_high`"));
         }
         if c.latency_low_frac.partial_cmp(&c.latency_high_frac) != Some(std::cmp::Ordering::Less) {
             return Err(bad(name, "`latency_low_frac` must be below `latency_high_frac`"));
@@ -266,7 +281,7 @@ impl ReactiveDvfs {
             return Err(bad(name, "`hold_s` must be ≥ 0"));
         }
         let freqs = ctx.action_space.freqs().to_vec();
-        let batch = cap_of(c.batch, c.preset, 8, &ctx.action_space);
+        let batch = cap_of(name, c.batch, c.preset, 8, &ctx.action_space)?;
         Ok(ReactiveDvfs { index: freqs.len() - 1, freqs, batch, slo: ctx.slo, c })
     }
 }
@@ -555,12 +570,9 @@ impl Throttllem {
         let name = "throttllem";
         positive(name, "window_s", c.window_s)?;
         positive(name, "margin", c.margin)?;
-        if c.batch == Some(0) {
-            return Err(bad(name, "`batch` must be ≥ 1"));
-        }
         Ok(Throttllem {
             perf: forecast::require(ctx, name)?,
-            batch: cap_of(c.batch, c.preset, 16, &ctx.action_space),
+            batch: cap_of(name, c.batch, c.preset, 16, &ctx.action_space)?,
             c,
             space: ctx.action_space.clone(),
             slo: ctx.slo,
@@ -651,13 +663,13 @@ impl Voltana {
     /// Builds it; needs a performance model.
     pub fn new(c: VoltanaConfig, ctx: &PolicyContext) -> Result<Self, Error> {
         let name = "voltana";
-        if !(c.margin > -1.0 && c.margin.is_finite()) || c.batch == Some(0) || c.queue_growth_jump == 0 {
-            return Err(bad(name, "need margin > −1, batch ≥ 1 and queue_growth_jump ≥ 1"));
+        if !(c.margin > -1.0 && c.margin.is_finite()) || c.queue_growth_jump == 0 {
+            return Err(bad(name, "need margin > −1 and queue_growth_jump ≥ 1"));
         }
         positive(name, "rate_jump_rps", c.rate_jump_rps)?;
         Ok(Voltana {
             perf: forecast::require(ctx, name)?,
-            cap: cap_of(c.batch, c.preset, 16, &ctx.action_space),
+            cap: cap_of(name, c.batch, c.preset, 16, &ctx.action_space)?,
             c,
             space: ctx.action_space.clone(),
             slo: ctx.slo,

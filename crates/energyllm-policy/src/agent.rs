@@ -219,12 +219,14 @@ impl Checkpoint {
         std::fs::write(path, self.to_json()).map_err(|source| Error::Io { path: path.to_owned(), source })
     }
 
-    /// Refuses a deployment whose action space has another shape than the one trained for.
+    /// Refuses a deployment whose action space the policy cannot act in.
     ///
-    /// The network picks a clock *level* (an index into the clock list), so a space with as many
-    /// clocks and the same batch sizes is accepted: the i-th clock of another GPU, as the
-    /// simulator's `paper_action_space_for` scales the paper's A100 clocks to an H100's range. That is
-    /// what "the same policy on another GPU, no retraining" means here.
+    /// The network picks a clock *level* (an index into the clock list) and one of its own caps,
+    /// so a space with as many clocks that offers every cap it knows is accepted: the i-th clock
+    /// of another GPU, as the simulator's `paper_action_space_for` scales the paper's A100 clocks
+    /// to an H100's range, and more caps than trained for (the engine's default of 256), which the
+    /// policy simply never picks. That is what "the same policy on another GPU, no retraining"
+    /// means here.
     pub fn check_space(&self, space: &ActionSpace, name: &str) -> Result<(), Error> {
         check_space(&self.spec, space, name).map(|_| ())
     }
@@ -236,9 +238,9 @@ impl Checkpoint {
 fn check_space(spec: &PolicySpec, space: &ActionSpace, name: &str) -> Result<ActionSpace, Error> {
     let freqs: Vec<u32> = space.freqs().iter().map(|f| f.0).collect();
     let caps_offered = spec.batches.iter().all(|b| space.batches().contains(b));
-    let own = ActionSpace::new(space.freqs().to_vec(), spec.batches.clone());
-    if freqs.len() != spec.freqs_mhz.len() || !caps_offered || own.is_err() {
-        return Err(Error::Checkpoint {
+    match ActionSpace::new(space.freqs().to_vec(), spec.batches.clone()) {
+        Ok(own) if freqs.len() == spec.freqs_mhz.len() && caps_offered => Ok(own),
+        _ => Err(Error::Checkpoint {
             name: name.to_owned(),
             reason: format!(
                 "was trained for clocks {:?} MHz × batches {:?}, but this deployment's action space is \
@@ -247,9 +249,8 @@ fn check_space(spec: &PolicySpec, space: &ActionSpace, name: &str) -> Result<Act
                 spec.batches,
                 space.batches()
             ),
-        });
+        }),
     }
-    own.map_err(|e| Error::Checkpoint { name: name.to_owned(), reason: e.to_string() })
 }
 
 /// Config of the `ppo` plugin.

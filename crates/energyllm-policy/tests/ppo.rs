@@ -132,6 +132,22 @@ fn bad_checkpoints_are_refused_with_clear_errors() {
     assert!(e.contains("action space") && e.contains("cargo xtask train"), "{e}");
     // Same shape on another GPU (scaled clocks): accepted, levels map by index.
     let scaled: Vec<Mhz> = ActionSpace::paper().freqs().iter().map(|f| Mhz(f.0 * 14 / 10)).collect();
-    let h100_like = ActionSpace::new(scaled, ActionSpace::paper().batches().to_vec()).unwrap();
+    let h100_like = ActionSpace::new(scaled.clone(), ActionSpace::paper().batches().to_vec()).unwrap();
     checkpoint().check_space(&h100_like, "c").unwrap();
+    // More caps than trained for (the engine's default of 256): accepted, and the policy still
+    // picks among its own.
+    let wider = ActionSpace::new(scaled.clone(), vec![1, 2, 4, 8, 16, 32, 64, 128, 256]).unwrap();
+    checkpoint().check_space(&wider, "c").unwrap();
+    energyllm_policy::link();
+    let ctx = PolicyContext::new(wider, Slo::default(), 0);
+    let mut p = (find::<PolicyPlugin>("ppo").unwrap().build)(&json!({"shield": false}), &ctx).unwrap();
+    let obs = energyllm_core::Controller::external(Default::default())
+        .unwrap()
+        .observe(energyllm_core::Timestamp::ZERO);
+    let a = p.decide(&obs);
+    assert!(ActionSpace::paper().batches().contains(&a.batch), "{a:?}");
+    // A cap the checkpoint needs and the deployment lacks: refused.
+    let fewer = ActionSpace::new(scaled, vec![1, 2, 4, 8, 16, 32]).unwrap();
+    let e = checkpoint().check_space(&fewer, "c").unwrap_err().to_string();
+    assert!(e.contains("batches [1, 2, 4, 8, 16, 32, 64]"), "{e}");
 }

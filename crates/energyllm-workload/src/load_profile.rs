@@ -185,6 +185,8 @@ impl LoadProfile {
         stream_rate_rps: f64,
         capacity_rps: f64,
     ) -> Result<Vec<f64>, Error> {
+        // A share of zero would never accumulate the arrivals it is asked to place.
+        self.validate()?;
         if !(stream_rate_rps.is_finite() && stream_rate_rps > 0.0) {
             return Err(Error::Setting(format!("the stream's rate must be positive, got {stream_rate_rps}")));
         }
