@@ -12,13 +12,27 @@ output length (the clairvoyant reference is the one documented exception).
 | `static-high` | nothing | top clock, batch 8 | EnergyLLM's Static-High reference |
 | `fixed` | nothing | a given clock and batch | EnergyLLM's fixed-clock / fixed-batch ablations |
 
-[`adaptive`] holds the other baselines (DVFS-Only, Batch-Only, Reactive-DVFS, Token-Aware,
-DynamoLLM-like, throttLL'eM-like, VoltanaLLM-like, the w/o-RL heuristic); [`agent`] the trained
+[`adaptive`] holds the other baselines that need no performance model (DVFS-Only, Batch-Only,
+Reactive-DVFS, Token-Aware) and [`lookahead`] those that do (DynamoLLM-like, throttLL'eM-like,
+VoltanaLLM-like, the w/o-RL heuristic); [`agent`] the trained
 PPO policy (`ppo`), with [`ppo`], [`nn`], [`features`], [`shield`] and [`env`] behind it, and
 `onnx` (feature `onnx`) its ONNX export and import. The crate's README has the full table. The
 clairvoyant reference needs the future and lives in energyllm-sim.
 */
 #![deny(missing_docs)]
+
+/// Registers a baseline whose config deserialises from `NAME:key=value,…`.
+macro_rules! register {
+    ($name:literal, $desc:literal, $ty:ty, $config:ty) => {
+        inventory::submit! {
+            PolicyPlugin {
+                name: $name,
+                description: $desc,
+                build: |value, ctx| Ok(Box::new(<$ty>::new(parse_config::<$config>("policy", $name, value)?, ctx)?)),
+            }
+        }
+    };
+}
 
 pub mod adaptive;
 pub mod agent;
@@ -27,6 +41,7 @@ pub mod env;
 mod error;
 pub mod features;
 pub mod forecast;
+pub mod lookahead;
 pub mod nn;
 #[cfg(feature = "onnx")]
 pub mod onnx;
