@@ -225,6 +225,7 @@ mod tests {
             runs: 2,
             seed: 7,
             load: None,
+            perf_model: None,
         }
     }
 

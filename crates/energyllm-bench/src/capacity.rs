@@ -220,6 +220,7 @@ mod tests {
             runs: 2,
             seed: 3,
             load: None,
+            perf_model: None,
         }
     }
 

@@ -34,6 +34,34 @@ pub struct EvalSettings {
     /// Load as a share of capacity: when set, the workload's arrivals are time-warped to follow
     /// the profile (and `arrival_rate_rps` is not used).
     pub load: Option<Load>,
+    /// The performance model the look-ahead policies and the shield consult; `None` gives them
+    /// the simulator's own iteration model (an oracle).
+    pub perf_model: Option<PerfModelChoice>,
+}
+
+/// A performance model given to the policies in place of the simulator's own, e.g. trees fitted
+/// by `energyllm fit gbt`, so that a comparison includes realistic model error.
+#[derive(Clone)]
+pub struct PerfModelChoice {
+    /// The plugin spec it was built from (`gbt:path=models/gbt.elm`).
+    pub spec: PluginSpec,
+    /// The model.
+    pub model: std::sync::Arc<dyn energyllm_core::PerfModel>,
+}
+
+impl std::fmt::Debug for PerfModelChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PerfModelChoice({})", self.spec.label)
+    }
+}
+
+impl PerfModelChoice {
+    /// Builds the registered performance model `spec` names (files are loaded here, once).
+    pub fn build(spec: &PluginSpec) -> Result<Self, Error> {
+        let plugin = find::<energyllm_core::registry::PerfModelPlugin>(&spec.name)?;
+        let model = (plugin.build)(&spec.config)?;
+        Ok(PerfModelChoice { spec: spec.clone(), model: std::sync::Arc::from(model) })
+    }
 }
 
 /// Load stated as a share of capacity.
@@ -169,6 +197,16 @@ impl EvalSettings {
         }
     }
 
+    /// Which performance model the look-ahead policies and the shield consult, for reports.
+    pub fn describe_perf_model(&self) -> String {
+        match &self.perf_model {
+            Some(c) => format!("`{}` (fitted: its error is part of these figures)", c.spec.label),
+            None => {
+                "the simulator's own iteration model, an oracle: their figures carry no model error".into()
+            }
+        }
+    }
+
     /// One line on the workload, for reports: the process and rate, or the trace and its scaling.
     pub fn describe_workload(&self) -> String {
         if let Some(load) = &self.load {
@@ -214,7 +252,10 @@ impl EvalSettings {
         let plugin = find::<PolicyPlugin>(&spec.name)?;
         let mut ctx =
             PolicyContext::new(self.setup.controller.action_space.clone(), self.setup.controller.slo, seed);
-        ctx.perf_model = Some(self.setup.perf_model());
+        ctx.perf_model = Some(match &self.perf_model {
+            Some(choice) => choice.model.clone(),
+            None => self.setup.perf_model(),
+        });
         Ok((plugin.build)(&spec.config, &ctx)?)
     }
 }
@@ -419,6 +460,7 @@ mod tests {
             runs: 1,
             seed: 1000,
             load: None,
+            perf_model: None,
         };
         let plain = settings.requests(0).unwrap();
         let profile = LoadProfile::Diurnal { lo: 0.2, hi: 0.9, period_s: 100.0 };
@@ -458,6 +500,7 @@ mod tests {
             runs: 1,
             seed: 1000,
             load: Some(Load { profile: LoadProfile::Constant { load: 1.0 }, capacity_rps: 100.0 }),
+            perf_model: None,
         };
         let r = settings.requests(0).unwrap();
         // 100 req/s over 120 s needs about 12 000 arrivals: more than one pass of the trace.

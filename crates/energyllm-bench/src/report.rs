@@ -419,6 +419,7 @@ pub fn run_metadata(settings: &EvalSettings) -> serde_json::Value {
         "arrival_rate_rps": settings.load.is_none().then_some(settings.arrival_rate_rps),
         "duration_s": settings.duration_s,
         "held_out_seeds": settings.seed >= 1000,
+        "perf_model": settings.perf_model.as_ref().map(|c| c.spec.label.clone()),
         "seeds_note": "tuning (policy choice, hyper-parameters, rewards) uses seeds 0–99; reported tables use seeds from 1000 on; held_out_seeds says whether this run's do",
         "slo": settings.setup.controller.slo.describe(),
         "load": settings.load.map(|l| serde_json::json!({

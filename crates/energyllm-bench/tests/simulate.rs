@@ -26,6 +26,7 @@ fn settings(seed: u64) -> EvalSettings {
         runs: 2,
         seed,
         load: None,
+        perf_model: None,
     }
 }
 

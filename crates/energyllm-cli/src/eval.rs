@@ -15,8 +15,8 @@ use clap::Args;
 use energyllm_bench::best_static::BEST_STATIC;
 use energyllm_bench::capacity::{CapacityCache, CapacitySearch};
 use energyllm_bench::eval::{
-    energy_floor_of, evaluate, unloaded_latency, EvalSettings, Load, MethodResult, WorkloadSource,
-    CLAIRVOYANT,
+    energy_floor_of, evaluate, unloaded_latency, EvalSettings, Load, MethodResult, PerfModelChoice,
+    WorkloadSource, CLAIRVOYANT,
 };
 use energyllm_bench::report::{
     headline, markdown_table_ci, savings_note, shield_note, write_outputs, TABLE_NOTE,
@@ -207,6 +207,11 @@ pub struct EvalArgs {
     /// `best-static` on the table.
     #[arg(long, default_value_t = 99.0)]
     pub slo_target: f64,
+    /// The performance model the look-ahead baselines and PPO's shield consult, as a registered
+    /// model spec (`energyllm list`), e.g. `gbt:path=models/gbt.elm` from `energyllm fit gbt`.
+    /// Default: the simulator's own iteration model, an oracle.
+    #[arg(long, value_name = "SPEC")]
+    pub perf_model: Option<String>,
     /// Where capacities found by bisection are kept between runs (default: the cache next to
     /// --out, or in memory only without --out).
     #[arg(long, value_name = "FILE")]
@@ -396,6 +401,12 @@ impl EvalArgs {
             runs: self.runs,
             seed: self.seed,
             load: None,
+            perf_model: match &self.perf_model {
+                Some(spec) => {
+                    Some(PerfModelChoice::build(&PluginSpec::parse(spec)?).context("--perf-model")?)
+                }
+                None => None,
+            },
         })
     }
 
@@ -574,7 +585,7 @@ pub fn run_table(args: &EvalArgs, cache: &mut CapacityCache) -> anyhow::Result<T
             TABLE_NOTE,
             savings_note(&results, args.slo_target),
             shield_note(&results),
-            floor_note(&floor),
+            floor_note(&floor, &settings),
         )
     };
     print!("{text}");
@@ -587,14 +598,14 @@ pub fn run_table(args: &EvalArgs, cache: &mut CapacityCache) -> anyhow::Result<T
 }
 
 /// The floor under a table and the model the look-ahead methods consulted.
-fn floor_note(floor: &energyllm_sim::clairvoyant::EnergyFloor) -> String {
+fn floor_note(floor: &energyllm_sim::clairvoyant::EnergyFloor, settings: &EvalSettings) -> String {
     format!(
         "Energy floor (every token at the clock × batch with the least energy per token for the run's mean \
          request shape, SLO ignored; docs/evaluation.md says what it bounds and what it does not): {:.1} J/request \
          busy, {:.1} J/request board.\nThe look-ahead baselines (dynamollm, throttllem, voltana, heuristic) and \
-         PPO's shield consult the simulator's own iteration model, an oracle: their figures carry no model error \
-         (best-static is the simulator itself, in hindsight).",
+         PPO's shield consult {} (best-static is the simulator itself, in hindsight).",
         floor.per_request_j(),
-        floor.total_per_request_j()
+        floor.total_per_request_j(),
+        settings.describe_perf_model()
     )
 }

@@ -70,6 +70,34 @@ fn profile_fit_and_eval_tree_models() {
         report.contains("| gbt.elm | latency_s | 500 |") && report.contains("iteration-rate.elm"),
         "{report}"
     );
+    // The fitted trees in place of the simulator's own model: the look-ahead baselines run on
+    // them, and the table says so.
+    let spec = format!("gbt:path={}", path(&models.join("gbt.elm")));
+    let out = energyllm(&[
+        "eval",
+        "--quiet",
+        "--runs",
+        "1",
+        "--duration",
+        "20",
+        "--arrival-rate",
+        "2",
+        "--policy",
+        "throttllem",
+        "--policy",
+        "vllm-default",
+        "--perf-model",
+        &spec,
+    ]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{table}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(table.contains(&format!("consult `{spec}` (fitted")), "{table}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_energyllm"))
+        .args(["eval", "--perf-model", "gbt:path=/nonexistent.elm"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--perf-model") && err.contains("nonexistent"), "{err}");
 }
 
 #[test]
