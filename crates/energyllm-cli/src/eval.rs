@@ -43,6 +43,7 @@ pub const SERVING_POLICIES: &[&str] = &[
     "voltana",
     "heuristic",
     "ppo",
+    "slo-mpc",
 ];
 
 /// The methods of the EnergyLLM paper's table, as its protocol ran them.

@@ -215,6 +215,8 @@ pub struct Controller {
     power_w: f64,
     kv_usage_frac: f64,
     completed_output_tokens: u64,
+    /// Prompt tokens of every request that arrived, and how many arrived.
+    arrived_prompt_tokens: (u64, u64),
     completed: u64,
     commands: VecDeque<Command>,
     stats: ControllerStats,
@@ -256,6 +258,7 @@ impl Controller {
             power_w: 0.0,
             kv_usage_frac: 0.0,
             completed_output_tokens: 0,
+            arrived_prompt_tokens: (0, 0),
             completed: 0,
             commands: VecDeque::new(),
             stats: ControllerStats::default(),
@@ -320,6 +323,8 @@ impl Controller {
         match event {
             Event::Arrival(req) => {
                 self.queued_prompt_tokens += u64::from(req.input_tokens);
+                self.arrived_prompt_tokens.0 += u64::from(req.input_tokens);
+                self.arrived_prompt_tokens.1 += 1;
                 self.queued_arrival_nanos += u128::from(req.arrival.as_nanos());
                 self.arrivals.push_back(req.arrival.min(now));
                 self.queue.push_back(req);
@@ -414,6 +419,10 @@ impl Controller {
             },
             recent_power_w: self.power_w,
             mean_output_tokens,
+            mean_prompt_tokens: match self.arrived_prompt_tokens {
+                (_, 0) => self.config.output_tokens_prior,
+                (sum, n) => sum as f64 / n as f64,
+            },
             completed: self.completed,
             slo: self.config.slo,
         }

@@ -35,6 +35,7 @@ fn observations() -> Vec<Observation> {
             recent_mean_latency_s: 6.0,
             recent_power_w: 220.0,
             mean_output_tokens: 320.0,
+            mean_prompt_tokens: 256.0,
             completed: u64::from(i),
             slo: Slo::e2e(11.0),
         })

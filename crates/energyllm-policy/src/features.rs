@@ -171,6 +171,7 @@ mod tests {
             recent_mean_latency_s: 6.6,
             recent_power_w: 200.0,
             mean_output_tokens: 300.0,
+            mean_prompt_tokens: 256.0,
             completed: 10,
             slo: Slo::e2e(11.0),
         }

@@ -42,6 +42,7 @@ mod error;
 pub mod features;
 pub mod forecast;
 pub mod lookahead;
+pub mod mpc;
 pub mod nn;
 #[cfg(feature = "onnx")]
 pub mod onnx;

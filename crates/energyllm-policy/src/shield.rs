@@ -123,6 +123,7 @@ mod tests {
             recent_power_w: 200.0,
             // 301 tokens: 300 iterations, 6 s at the top clock, 12 s at 705 MHz.
             mean_output_tokens: 301.0,
+            mean_prompt_tokens: 256.0,
             completed: 10,
             slo: Slo::e2e(11.0),
         }

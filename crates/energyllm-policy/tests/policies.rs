@@ -62,6 +62,7 @@ fn obs() -> Observation {
         recent_mean_latency_s: 3.0,
         recent_power_w: 150.0,
         mean_output_tokens: 200.0,
+        mean_prompt_tokens: 256.0,
         completed: 100,
         slo: Slo::e2e(11.0),
     }
@@ -222,4 +223,39 @@ fn clock_only_baselines_leave_the_cap_at_the_engine_default_unless_a_preset_says
     let e =
         (find::<PolicyPlugin>("dvfs-only").unwrap().build)(&json!({"preset": "fast"}), &ctx).err().unwrap();
     assert!(e.to_string().contains("`fast`") && e.to_string().contains("paper"), "{e}");
+}
+
+/// slo-mpc keeps the engine's cap and raises its clock with the arrival rate, the prompts that
+/// share each iteration, and a backlog; it never leaves the action space.
+#[test]
+fn slo_mpc_raises_the_clock_with_load_and_backlog_and_keeps_the_cap() {
+    energyllm_policy::link();
+    let space =
+        ActionSpace::new(ActionSpace::paper().freqs().to_vec(), vec![1, 2, 4, 8, 16, 32, 64, 128, 256])
+            .unwrap();
+    // ToyPerf decodes in 23 ms at 705 MHz and 17 ms from 1000 MHz up, plus the prefill sharing
+    // the iteration: a 30 ms TPOT target (24 ms with the margin) leaves room only when quiet.
+    let mut ctx = PolicyContext::new(space.clone(), Slo::per_token(2.0, 0.03), 0);
+    ctx.perf_model = Some(Arc::new(ToyPerf));
+    let build = || (find::<PolicyPlugin>("slo-mpc").unwrap().build)(&json!({"hold_s": 0}), &ctx).unwrap();
+    let at = |rate: f64, prompt: f64, queue: u32, running: u32| Observation {
+        arrival_rate_rps: rate,
+        mean_prompt_tokens: prompt,
+        mean_output_tokens: 200.0,
+        queue_len: queue,
+        running,
+        ..obs()
+    };
+    let idle = build().decide(&at(0.1, 256.0, 0, 1));
+    let busy = build().decide(&at(30.0, 256.0, 0, 40));
+    let long_prompts = build().decide(&at(30.0, 1000.0, 0, 40));
+    let backlog = build().decide(&at(30.0, 256.0, 200, 256));
+    assert_eq!((idle.batch, busy.batch, backlog.batch), (256, 256, 256));
+    assert!(idle.freq < busy.freq, "{idle:?} vs {busy:?}");
+    assert!(busy.freq <= long_prompts.freq, "{busy:?} vs {long_prompts:?}");
+    assert!(busy.freq < backlog.freq, "{busy:?} vs {backlog:?}");
+    assert!(space.freqs().contains(&backlog.freq));
+    for bad in [json!({"tpot_margin": 0}), json!({"batch": 100}), json!({"panic_attainment": 2})] {
+        assert!((find::<PolicyPlugin>("slo-mpc").unwrap().build)(&bad, &ctx).is_err(), "{bad}");
+    }
 }
