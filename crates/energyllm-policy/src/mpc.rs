@@ -94,7 +94,7 @@ impl SloMpc {
         ] {
             positive(name, field, v)?;
         }
-        if !(c.hold_s.is_finite() && c.hold_s >= 0.0) || !(0.0..=1.0).contains(&c.panic_attainment) {
+        if !(c.hold_s.is_finite() && c.hold_s >= 0.0 && (0.0..=1.0).contains(&c.panic_attainment)) {
             return Err(bad(name, "need hold_s ≥ 0 and panic_attainment in [0, 1]"));
         }
         if c.token_budget == 0 {
