@@ -52,6 +52,7 @@ fn observations(n: usize, seed: u64) -> Vec<Observation> {
                 recent_mean_latency_s: rng.gen_range(1.0..14.0),
                 recent_power_w: rng.gen_range(60.0..400.0),
                 mean_output_tokens: rng.gen_range(50.0..600.0),
+                mean_prompt_tokens: 256.0,
                 completed: rng.gen_range(0..1000),
                 slo: Slo::e2e(rng.gen_range(10.0..13.0)),
             }
