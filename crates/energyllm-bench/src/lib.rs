@@ -16,7 +16,8 @@ simulation ([energyllm-sim](energyllm_sim)) over workloads ([energyllm-workload]
   profiles, so the same code profiles the simulator and a live engine on a real GPU.
 - [`wilkins_reproduction`]: Wilkins et al.'s energy model fitted on their published
   measurements, beside the paper's R².
-- [`plots`]: every SVG the project writes, in one module.
+- [`plots`]: every SVG the project writes, in one module; [`html_report`]: every table and plot
+  of a results directory in one self-contained `report.html`.
 
 Why it is shaped so: experiments change often and depend on everything below them, so they live
 apart from the mechanisms they measure; no argument parsing or terminal output happens here
@@ -31,6 +32,7 @@ pub mod calibrate;
 pub mod capacity;
 mod error;
 pub mod eval;
+pub mod html_report;
 pub mod optimize;
 pub mod paper_observations;
 mod parallel;

@@ -18,6 +18,7 @@ use energyllm_bench::eval::{
     energy_floor_of, evaluate, unloaded_latency, EvalSettings, Load, MethodResult, PerfModelChoice,
     WorkloadSource, CLAIRVOYANT,
 };
+use energyllm_bench::html_report::write_html_report;
 use energyllm_bench::report::{
     headline, markdown_table_ci, savings_note, shield_note, write_outputs, TABLE_NOTE,
 };
@@ -517,6 +518,11 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
         }
         run_table(&exp, &mut cache)?;
         println!();
+    }
+    if let Some(dir) = &args.out {
+        let path =
+            write_html_report(dir).with_context(|| format!("writing the report of {}", dir.display()))?;
+        println!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ and what is printed or written for a person. `cargo xtask` reuses the same argum
 | `route` | [`route`] | energyllm-models' `route` |
 | `cluster` | [`cluster`] | energyllm-sim's `cluster` |
 | `hw info` | [`hw`] | energyllm-hw's `info` |
+| `report` | [`report`] | energyllm-bench's `html_report` |
 | `serve`, `loadgen` (feature `live`) | `live` | energyllm-engines' `live` |
 
 Why it is shaped so: `clap`, `anyhow` and `indicatif` appear in this crate and xtask and nowhere
@@ -45,6 +46,7 @@ pub mod output;
 pub mod profile;
 pub mod progress;
 pub mod record;
+pub mod report;
 pub mod route;
 pub mod sweep;
 pub mod train;

@@ -11,6 +11,7 @@ use energyllm_cli::list::list_plugins;
 use energyllm_cli::models::{run_models, ModelsCommand};
 use energyllm_cli::observe::{run_observe, ObserveArgs};
 use energyllm_cli::profile::{run_profile, ProfileArgs};
+use energyllm_cli::report::{run_report, ReportArgs};
 use energyllm_cli::route::{run_route, RouteArgs};
 
 #[derive(Parser)]
@@ -26,6 +27,8 @@ enum Command {
     Eval(EvalArgs),
     /// List installed policies, actuators, engines and performance models.
     List,
+    /// Rebuild report.html (every table and plot in one page) from an evaluation's results.
+    Report(ReportArgs),
     /// Reproduce the EnergyLLM paper's three observations on the simulator.
     Observe(ObserveArgs),
     /// Process raw datasets into request lengths, summarise length files and traces.
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Eval(args) => run_eval(&args),
         Command::List => list_plugins().map(|s| print!("{s}")),
+        Command::Report(args) => run_report(&args),
         Command::Observe(args) => run_observe(&args),
         Command::Dataset(cmd) => run_dataset(&cmd),
         Command::Profile(args) => run_profile(&args),

@@ -93,8 +93,11 @@ async fn fake_completions(State(f): State<Arc<Fake>>, body: Bytes) -> Response {
 
 async fn fake_metrics(State(f): State<Arc<Fake>>) -> String {
     format!(
-        "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing {}\nllamacpp:requests_deferred 0\n",
-        f.running.load(Ordering::SeqCst)
+        "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing {}\nllamacpp:requests_deferred 0\n\
+         llamacpp:prompt_tokens_total {}\nllamacpp:tokens_predicted_total {}\n",
+        f.running.load(Ordering::SeqCst),
+        10 * f.served.load(Ordering::SeqCst),
+        5 * f.served.load(Ordering::SeqCst)
     )
 }
 
@@ -396,4 +399,42 @@ async fn shield_overrides_are_exported() {
     );
     gw.shutdown();
     gw.join().await.unwrap();
+}
+
+/// Every metric the shipped Grafana dashboard queries is on a running gateway's `/metrics` page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 4, |_| {}).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let r = client().post(&url).json(&body(false, 5, 10)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await; // a scrape of the upstream
+    let page =
+        client().get(format!("http://{}/metrics", gw.addr())).send().await.unwrap().text().await.unwrap();
+    gw.shutdown();
+    gw.join().await.unwrap();
+    let exported: std::collections::BTreeSet<&str> = page
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/energyllm.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("energyllm_") {
+                let name: String =
+                    rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[i + name.len()..];
+                queried.push((panel["title"].as_str().unwrap_or("").to_owned(), name));
+            }
+        }
+    }
+    assert!(queried.len() >= 10, "the dashboard queries {} metrics", queried.len());
+    let missing: Vec<_> = queried.iter().filter(|(_, n)| !exported.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "queried but not exported: {missing:?}\npage:\n{page}");
 }
