@@ -438,3 +438,29 @@ async fn the_grafana_dashboard_queries_only_exported_metrics() {
     let missing: Vec<_> = queried.iter().filter(|(_, n)| !exported.contains(n.as_str())).collect();
     assert!(missing.is_empty(), "queried but not exported: {missing:?}\npage:\n{page}");
 }
+
+/// A plain answer carries its final energy: what `x-energy-joules` says is exactly what the
+/// gateway books for the request, so the headers sum to the per-request counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_answer_carries_its_final_booked_energy() {
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 2, |_| {}).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    // Let the actuator take its first power readings.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut sum = 0.0;
+    for _ in 0..6 {
+        let r = client().post(&url).json(&body(false, 5, 40)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let header: f64 = r.headers()["x-energy-joules"].to_str().unwrap().parse().unwrap();
+        let v: Value = r.json().await.unwrap();
+        let in_body = v["usage"]["energy_joules"].as_f64().unwrap();
+        assert!((header - in_body).abs() < 1e-5, "{header} vs {in_body}");
+        assert!(header > 0.0, "a 40 ms request on a powered GPU spends energy");
+        sum += header;
+    }
+    let booked = gw.metrics().request_energy_j.get();
+    assert!((sum - booked).abs() <= 1e-4 * booked.max(1e-9) + 6e-6, "headers {sum} J vs booked {booked} J");
+    gw.shutdown();
+    gw.join().await.unwrap();
+}

@@ -17,10 +17,26 @@ use crate::live::actuate::{ActuatorReport, ActuatorThread, AtomicF64};
 
 /// What the handlers and the poller tell the controller task.
 pub(super) enum Msg {
-    Arrival { req: Request, go: oneshot::Sender<Arc<AtomicF64>> },
+    Arrival {
+        req: Request,
+        go: oneshot::Sender<Arc<AtomicF64>>,
+    },
     FirstToken(RequestId),
-    Done { id: RequestId, output_tokens: Option<u32> },
-    Telemetry { kv_usage_frac: Option<f64> },
+    /// A request ended (with its output tokens, or `None` when it failed or was cancelled);
+    /// `booked` hears its final energy once the energy up to this instant is booked.
+    Done {
+        id: RequestId,
+        output_tokens: Option<u32>,
+        booked: Option<oneshot::Sender<f64>>,
+    },
+    /// The energy booked to a running request up to this instant.
+    Energy {
+        id: RequestId,
+        reply: oneshot::Sender<f64>,
+    },
+    Telemetry {
+        kv_usage_frac: Option<f64>,
+    },
 }
 
 /// A request in flight: the energy booked to it so far and when it arrived.
@@ -121,9 +137,15 @@ pub(super) async fn run_controller(
                 }
                 controller.handle(ts, Event::FirstToken(id))
             }
-            Some(Msg::Done { id, output_tokens }) => {
+            Some(Msg::Energy { id, reply }) => {
+                let _ = reply.send(in_flight.get(&id).map_or(0.0, |t| t.energy.get()));
+            }
+            Some(Msg::Done { id, output_tokens, booked }) => {
                 if let Some(t) = in_flight.remove(&id) {
                     metrics.request_energy_j.add(t.energy.get());
+                    if let Some(reply) = booked {
+                        let _ = reply.send(t.energy.get());
+                    }
                     if let Some(out) = output_tokens {
                         let e2e_s = now.duration_since(t.arrival).as_secs_f64();
                         // Without a streamed first token the whole answer came at once.

@@ -64,13 +64,35 @@ impl InFlight {
         }
     }
     fn end(&mut self, output_tokens: Option<u32>) {
+        self.end_with(output_tokens, None);
+    }
+
+    fn end_with(&mut self, output_tokens: Option<u32>, booked: Option<oneshot::Sender<f64>>) {
         if self.ended {
             return;
         }
         self.ended = true;
         let counter = if output_tokens.is_some() { &self.metrics.completed } else { &self.metrics.failed };
         counter.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(Msg::Done { id: self.id, output_tokens });
+        let _ = self.tx.send(Msg::Done { id: self.id, output_tokens, booked });
+    }
+
+    /// Ends the request and returns its final energy: the control task books the energy up to
+    /// this instant before it answers, so the figure the client sees is the one the counters
+    /// keep. `so_far` is the answer if the task is gone.
+    async fn end_booked(&mut self, output_tokens: Option<u32>, so_far: &AtomicF64) -> f64 {
+        let (tx, rx) = oneshot::channel();
+        self.end_with(output_tokens, Some(tx));
+        rx.await.unwrap_or_else(|_| so_far.get())
+    }
+
+    /// The energy booked to this running request up to this instant.
+    async fn energy_now(&self, so_far: &AtomicF64) -> f64 {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Energy { id: self.id, reply: tx }).is_err() {
+            return so_far.get();
+        }
+        rx.await.unwrap_or_else(|_| so_far.get())
     }
 }
 
@@ -79,7 +101,7 @@ impl Drop for InFlight {
         if !self.ended {
             self.ended = true;
             self.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
-            let _ = self.tx.send(Msg::Done { id: self.id, output_tokens: None });
+            let _ = self.tx.send(Msg::Done { id: self.id, output_tokens: None, booked: None });
         }
     }
 }
@@ -292,13 +314,12 @@ async fn plain_through(
         }
     };
     let tokens = crate::live::upstream::parse_plain(kind, &v).map(|c| c.output_tokens).unwrap_or(0);
-    guard.end(Some(tokens));
-    let joules = energy.get();
+    let joules = guard.end_booked(Some(tokens), &energy).await;
     if let Some(u) = v.get_mut("usage").and_then(Value::as_object_mut) {
         u.insert("energy_joules".into(), json!(joules));
     }
     let mut r = axum::Json(v).into_response();
-    if let Ok(h) = HeaderValue::from_str(&format!("{joules:.6}")) {
+    if let Ok(h) = HeaderValue::from_str(&joules.to_string()) {
         r.headers_mut().insert("x-energy-joules", h);
     }
     r
@@ -358,7 +379,7 @@ fn stream_through(
                 if data.contains("\"usage\"") {
                     if let Ok(mut v) = serde_json::from_str::<Value>(&data) {
                         if let Some(u) = v.get_mut("usage").and_then(Value::as_object_mut) {
-                            u.insert("energy_joules".into(), json!(st.energy.get()));
+                            u.insert("energy_joules".into(), json!(st.guard.energy_now(&st.energy).await));
                             data = v.to_string();
                         }
                     }
