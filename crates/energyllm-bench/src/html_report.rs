@@ -35,6 +35,10 @@ fn result_dirs(root: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), 
     Ok(())
 }
 
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -64,8 +68,40 @@ fn inline(text: &str) -> String {
 }
 
 fn cells(line: &str) -> Vec<&str> {
-    let t = line.trim().trim_start_matches('|').trim_end_matches('|');
+    let t = line.trim();
+    let t = t.strip_prefix('|').unwrap_or(t);
+    let t = t.strip_suffix('|').unwrap_or(t);
     t.split('|').map(str::trim).collect()
+}
+
+/// Whether `line` is a table's separator row (`|---|:--:|---:|`, spaces allowed).
+fn is_separator(line: &str) -> bool {
+    let t = line.trim();
+    t.starts_with('|')
+        && cells(t).iter().all(|c| !c.is_empty() && c.trim_matches(':').chars().all(|ch| ch == '-'))
+}
+
+/// The CSS alignment a separator cell asks for.
+fn alignment(cell: &str) -> &'static str {
+    match (cell.starts_with(':'), cell.ends_with(':')) {
+        (true, true) => "center",
+        (false, true) => "right",
+        _ => "left",
+    }
+}
+
+/// One table row of `tag` cells.
+fn row(out: &mut String, line: &str, align: &[&str], tag: &str) {
+    out.push_str("<tr>");
+    for (k, c) in cells(line).iter().enumerate() {
+        let _ = write!(
+            out,
+            "<{tag} style=\"text-align:{}\">{}</{tag}>",
+            align.get(k).unwrap_or(&"left"),
+            inline(c)
+        );
+    }
+    out.push_str("</tr>\n");
 }
 
 /// The Markdown subset the reports use — headings, pipe tables with alignment, paragraphs,
@@ -75,9 +111,11 @@ pub fn markdown_to_html(md: &str) -> String {
     let lines: Vec<&str> = md.lines().collect();
     let mut i = 0;
     let mut para: Vec<&str> = Vec::new();
+    // Lines of a paragraph keep their breaks: the reports write one finding per line.
     let flush = |para: &mut Vec<&str>, out: &mut String| {
         if !para.is_empty() {
-            let _ = writeln!(out, "<p>{}</p>", inline(&para.join(" ")));
+            let lines: Vec<String> = para.iter().map(|l| inline(l)).collect();
+            let _ = writeln!(out, "<p>{}</p>", lines.join("<br>\n"));
             para.clear();
         }
     };
@@ -88,36 +126,15 @@ pub fn markdown_to_html(md: &str) -> String {
         } else if let Some(h) = line.strip_prefix("## ") {
             flush(&mut para, &mut out);
             let _ = writeln!(out, "<h3>{}</h3>", inline(h));
-        } else if line.starts_with('|')
-            && lines
-                .get(i + 1)
-                .is_some_and(|l| l.trim_start().starts_with("|---") || l.trim_start().starts_with("|:"))
-        {
+        } else if line.trim_start().starts_with('|') && lines.get(i + 1).is_some_and(|l| is_separator(l)) {
             flush(&mut para, &mut out);
-            let align: Vec<&str> =
-                cells(lines[i + 1]).iter().map(|c| if c.ends_with(':') { "right" } else { "left" }).collect();
-            out.push_str("<table>\n<thead><tr>");
-            for (k, c) in cells(line).iter().enumerate() {
-                let _ = write!(
-                    out,
-                    "<th style=\"text-align:{}\">{}</th>",
-                    align.get(k).unwrap_or(&"left"),
-                    inline(c)
-                );
-            }
-            out.push_str("</tr></thead>\n<tbody>\n");
+            let align: Vec<&str> = cells(lines[i + 1]).iter().map(|c| alignment(c)).collect();
+            out.push_str("<table>\n<thead>");
+            row(&mut out, line, &align, "th");
+            out.push_str("</thead>\n<tbody>\n");
             i += 2;
             while i < lines.len() && lines[i].trim_start().starts_with('|') {
-                out.push_str("<tr>");
-                for (k, c) in cells(lines[i]).iter().enumerate() {
-                    let _ = write!(
-                        out,
-                        "<td style=\"text-align:{}\">{}</td>",
-                        align.get(k).unwrap_or(&"left"),
-                        inline(c)
-                    );
-                }
-                out.push_str("</tr>\n");
+                row(&mut out, lines[i], &align, "td");
                 i += 1;
             }
             out.push_str("</tbody></table>\n");
@@ -131,29 +148,30 @@ pub fn markdown_to_html(md: &str) -> String {
     out
 }
 
-/// An SVG file's markup for inlining: the `<svg …>…</svg>` element only, refusing anything that
-/// could run (the page promises no scripts).
-fn inline_svg(path: &Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
-    let start = text.find("<svg").ok_or_else(|| Error::Data {
-        name: path.display().to_string(),
-        reason: "not an SVG document (no <svg> element)".into(),
-    })?;
-    let svg = &text[start..];
+/// An SVG file's markup for inlining — the `<svg …>…</svg>` element only — or why it is left
+/// out: anything that could run (the page promises no scripts).
+fn inline_svg(path: &Path) -> Result<Result<String, String>, Error> {
+    let text = read(path)?;
+    let Some(start) = text.find("<svg") else { return Ok(Err("not an SVG document".into())) };
+    let svg = text[start..].trim_end();
     let lower = svg.to_ascii_lowercase();
-    // An event-handler attribute: ` on` + letters + `=`.
-    let handler = lower.match_indices(" on").any(|(i, _)| {
-        let rest = &lower[i + 3..];
-        let name = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        name > 0 && rest[name..].starts_with('=')
-    });
-    if lower.contains("<script") || lower.contains("javascript:") || handler {
-        return Err(Error::Data {
-            name: path.display().to_string(),
-            reason: "contains script; not inlined".into(),
+    // Inside each tag: a script element, a script URL, or an event-handler attribute (a name
+    // starting with `on`, then `=`).
+    let active = lower.split('<').skip(1).any(|tag| {
+        let tag = tag.split('>').next().unwrap_or("");
+        let words: Vec<&str> =
+            tag.split(|c: char| c.is_whitespace() || c == '/').filter(|w| !w.is_empty()).collect();
+        let handler = words.iter().enumerate().skip(1).any(|(k, w)| {
+            let name = w.split('=').next().unwrap_or("");
+            let assigns = w.contains('=') || words.get(k + 1).is_some_and(|n| n.starts_with('='));
+            assigns
+                && name.len() > 2
+                && name.starts_with("on")
+                && name.bytes().all(|b| b.is_ascii_alphabetic())
         });
-    }
-    Ok(svg.trim_end().to_owned())
+        tag.starts_with("script") || tag.contains("javascript:") || handler
+    });
+    Ok(if active { Err("it contains script or an event handler".into()) } else { Ok(svg.to_owned()) })
 }
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\
@@ -191,16 +209,12 @@ pub fn html_report(root: &Path) -> Result<String, Error> {
         for md in ["summary.md", "table.md"] {
             let path = dir.join(md);
             if path.is_file() {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| Error::Io { path: path.clone(), source })?;
-                body.push_str(&markdown_to_html(&text));
+                body.push_str(&markdown_to_html(&read(&path)?));
             }
         }
         let meta = dir.join("meta.json");
         if revision.is_none() && meta.is_file() {
-            let text =
-                std::fs::read_to_string(&meta).map_err(|source| Error::Io { path: meta.clone(), source })?;
-            revision = serde_json::from_str::<serde_json::Value>(&text)
+            revision = serde_json::from_str::<serde_json::Value>(&read(&meta)?)
                 .ok()
                 .and_then(|v| v.get("git_revision").and_then(|r| r.as_str()).map(str::to_owned));
         }
@@ -212,12 +226,16 @@ pub fn html_report(root: &Path) -> Result<String, Error> {
         svgs.sort();
         for svg in svgs {
             let name = svg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let _ = writeln!(
-                body,
-                "<figure>{}<figcaption>{}</figcaption></figure>",
-                inline_svg(&svg)?,
-                escape(&name)
-            );
+            match inline_svg(&svg)? {
+                Ok(markup) => {
+                    let _ =
+                        writeln!(body, "<figure>{markup}<figcaption>{}</figcaption></figure>", escape(&name));
+                }
+                Err(why) => {
+                    let _ =
+                        writeln!(body, "<p class=\"meta\">{} left out: {}.</p>", escape(&name), escape(&why));
+                }
+            }
         }
         body.push_str("</section>\n");
     }
@@ -226,8 +244,8 @@ pub fn html_report(root: &Path) -> Result<String, Error> {
         page,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>energyllm evaluation</title>\n\
          <style>{STYLE}</style>\n</head>\n<body>\n<h1>energyllm evaluation</h1>\n<p class=\"meta\">Results in {}; \
-         revision {}. Energy is busy GPU energy per request; savings are stated against vllm-default and \
-         best-static at the SLO target (docs/evaluation.md).</p>\n{body}</body>\n</html>\n",
+         revision {}. Energy is busy GPU energy per request; serving-protocol tables state savings against \
+         vllm-default and best-static at the SLO target (docs/evaluation.md).</p>\n{body}</body>\n</html>\n",
         escape(&root.display().to_string()),
         escape(revision.as_deref().unwrap_or("unknown")),
     );
@@ -253,13 +271,24 @@ mod tests {
             "A <b>note</b> with **bold**\nand *italic*.\n\n| a | b |\n|---|---:|\n| **x** | *y (reference)* |\n| 1 < 2 | 3 |\n",
         );
         assert!(
-            html.contains("<p>A &lt;b&gt;note&lt;/b&gt; with <strong>bold</strong> and <em>italic</em>.</p>"),
+            html.contains(
+                "<p>A &lt;b&gt;note&lt;/b&gt; with <strong>bold</strong><br>\nand <em>italic</em>.</p>"
+            ),
             "{html}"
         );
         assert!(html.contains("<th style=\"text-align:right\">b</th>"), "{html}");
         assert!(html.contains("<td style=\"text-align:left\"><strong>x</strong></td>"), "{html}");
         assert!(html.contains("<em>y (reference)</em>") && html.contains("1 &lt; 2"), "{html}");
         assert_eq!(inline("2 * 3 = 6"), "2 * 3 = 6", "a lone star stays");
+        let spaced = markdown_to_html("| a | b | c |\n| --- | :-: | --: |\n| 1 | 2 | 3 |\n");
+        assert!(
+            spaced.contains("text-align:center\">2<") && spaced.contains("text-align:right\">3<"),
+            "{spaced}"
+        );
+        assert!(
+            markdown_to_html("|not a table\nplain").starts_with("<p>|not a table<br>"),
+            "a lone bar line is text"
+        );
     }
 
     #[test]
@@ -285,7 +314,14 @@ mod tests {
         assert!(page.contains("<figure><svg xmlns") && !page.contains("<?xml"), "SVGs are inlined");
         assert!(page.contains("revision abc123") && !page.contains("<script"));
         std::fs::write(root.join("paper/evil.svg"), "<svg><script>alert(1)</script></svg>").unwrap();
-        assert!(html_report(root).unwrap_err().to_string().contains("evil.svg"));
+        std::fs::write(root.join("paper/handler.svg"), "<svg>\n<rect\tonload=\"x()\"/></svg>").unwrap();
+        std::fs::write(root.join("paper/text.svg"), "<svg><text>runs only=2 on GPUs</text></svg>").unwrap();
+        let page = html_report(root).unwrap();
+        assert!(page.contains("evil.svg left out") && page.contains("handler.svg left out"), "{page}");
+        assert!(
+            !page.contains("alert(1)") && page.contains("runs only=2 on GPUs"),
+            "plain text is not a handler"
+        );
         let empty = tempfile::tempdir().unwrap();
         assert!(html_report(empty.path()).unwrap_err().to_string().contains("no table.md"));
     }

@@ -407,6 +407,18 @@ pub fn run_metadata(settings: &EvalSettings) -> serde_json::Value {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .map(|rev| {
+            // Uncommitted changes to tracked files mean the revision alone does not reproduce this.
+            let dirty = std::process::Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no"])
+                .output()
+                .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+            if dirty {
+                format!("{rev}-dirty")
+            } else {
+                rev
+            }
+        })
         .unwrap_or_else(|| "unknown (not run from a git checkout)".into());
     serde_json::json!({
         "energyllm_version": env!("CARGO_PKG_VERSION"),

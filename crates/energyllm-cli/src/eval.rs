@@ -609,8 +609,8 @@ fn floor_note(floor: &energyllm_sim::clairvoyant::EnergyFloor, settings: &EvalSe
     format!(
         "Energy floor (every token at the clock × batch with the least energy per token for the run's mean \
          request shape, SLO ignored; docs/evaluation.md says what it bounds and what it does not): {:.1} J/request \
-         busy, {:.1} J/request board.\nThe look-ahead baselines (dynamollm, throttllem, voltana, heuristic) and \
-         PPO's shield consult {} (best-static is the simulator itself, in hindsight).",
+         busy, {:.1} J/request board.\nThe look-ahead baselines (dynamollm, throttllem, voltana, heuristic), \
+         slo-mpc and PPO's shield consult {} (best-static is the simulator itself, in hindsight).",
         floor.per_request_j(),
         floor.total_per_request_j(),
         settings.describe_perf_model()

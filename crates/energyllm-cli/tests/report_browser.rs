@@ -28,6 +28,53 @@ fn non_blank_share(png: &Path) -> f64 {
     pixels.iter().filter(|p| **p != first).count() as f64 / pixels.len() as f64
 }
 
+/// Runs headless Chromium on `page`, writing a screenshot to `shot`; returns its log. Killed after
+/// two minutes so a hung browser fails the test instead of hanging it.
+fn render(browser: &Path, page: &Path, shot: &Path, profile: &Path) -> String {
+    let log = profile.with_extension("log");
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,1600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("Chromium did not finish within two minutes on {}", page.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "Chromium failed on {}: {text}", page.display());
+    text
+}
+
+/// Page console messages in a Chromium log (`CONSOLE(line)` entries).
+fn console_lines(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("CONSOLE")).collect()
+}
+
 #[test]
 fn the_report_renders_in_headless_chromium_without_console_errors() {
     let Some(browser) = chromium() else {
@@ -50,30 +97,15 @@ fn the_report_renders_in_headless_chromium_without_console_errors() {
     let report = out.join("report.html");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<table>") && html.contains("<svg") && !html.contains("<script"));
-    let shot = dir.path().join("shot.png");
-    let run = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1280,1600",
-        ])
-        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", report.display()))
-        .output()
+    // The console check can see an error: a control page that logs one.
+    let control = dir.path().join("control.html");
+    std::fs::write(&control, "<!DOCTYPE html><script>console.error('energyllm control')</script><p>x</p>")
         .unwrap();
-    let log = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{log}");
-    // Chromium logs page console messages as `CONSOLE(line)`; the page must log none.
-    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    let control_log = render(&browser, &control, &dir.path().join("control.png"), &dir.path().join("p1"));
+    assert!(!console_lines(&control_log).is_empty(), "a console.error must show in the log:\n{control_log}");
+    let shot = dir.path().join("shot.png");
+    let log = render(&browser, &report, &shot, &dir.path().join("p2"));
+    let console = console_lines(&log);
     assert!(console.is_empty(), "console messages: {console:?}");
     let share = non_blank_share(&shot);
     assert!(share > 0.02, "the screenshot is blank ({:.4} of pixels differ from the first)", share);

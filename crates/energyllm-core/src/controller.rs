@@ -83,6 +83,9 @@ impl Default for ControllerConfig {
     }
 }
 
+/// The mean prompt length an observation reports before any request has arrived, in tokens.
+const PROMPT_TOKENS_PRIOR: f64 = 256.0;
+
 impl ControllerConfig {
     /// Checks ranges before a controller is built.
     pub fn validate(&self) -> Result<(), Error> {
@@ -420,7 +423,7 @@ impl Controller {
             recent_power_w: self.power_w,
             mean_output_tokens,
             mean_prompt_tokens: match self.arrived_prompt_tokens {
-                (_, 0) => self.config.output_tokens_prior,
+                (_, 0) => PROMPT_TOKENS_PRIOR,
                 (sum, n) => sum as f64 / n as f64,
             },
             completed: self.completed,

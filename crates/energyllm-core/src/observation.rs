@@ -45,8 +45,9 @@ pub struct Observation {
     pub recent_power_w: f64,
     /// Mean output tokens of completed requests (a prior until some complete).
     pub mean_output_tokens: f64,
-    /// Mean prompt tokens of every request that has arrived (the output prior until one has):
-    /// known at arrival, so this is no estimate.
+    /// Mean prompt tokens of every request that has arrived (256 until one has). The simulator
+    /// knows each prompt's length at arrival; the live gateway estimates it from the prompt's
+    /// characters.
     pub mean_prompt_tokens: f64,
     /// Requests completed so far.
     pub completed: u64,

@@ -409,9 +409,16 @@ async fn the_grafana_dashboard_queries_only_exported_metrics() {
     let url = format!("http://{}/v1/completions", gw.addr());
     let r = client().post(&url).json(&body(false, 5, 10)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    tokio::time::sleep(Duration::from_millis(300)).await; // a scrape of the upstream
-    let page =
-        client().get(format!("http://{}/metrics", gw.addr())).send().await.unwrap().text().await.unwrap();
+    // Wait for a scrape of the upstream to bring its totals onto the page.
+    let metrics_url = format!("http://{}/metrics", gw.addr());
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = client().get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        if page.contains("energyllm_upstream_generated_tokens_total") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     gw.shutdown();
     gw.join().await.unwrap();
     let exported: std::collections::BTreeSet<&str> = page

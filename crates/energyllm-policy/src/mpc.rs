@@ -109,53 +109,65 @@ impl SloMpc {
         })
     }
 
-    /// The steady iteration time at `freq` for the load in `obs`, or `None` when the engine would
-    /// not keep up (the batch outgrows the cap or the token budget).
-    fn steady_iteration_s(&self, freq: Mhz, obs: &Observation) -> Option<f64> {
+    /// The load `obs` implies: arrival rate (with headroom), mean prompt and mean output tokens.
+    fn load(&self, obs: &Observation) -> (f64, f64, f64) {
         let rate = obs.arrival_rate_rps * self.c.rate_headroom;
-        let (prompt, output) = (obs.mean_prompt_tokens.max(1.0), obs.mean_output_tokens.max(1.0));
+        (rate, obs.mean_prompt_tokens.max(1.0), obs.mean_output_tokens.max(1.0))
+    }
+
+    /// One iteration's time at `freq` with `batch` decoding requests and `prefill` prompt tokens.
+    fn iteration_s(&self, freq: Mhz, batch: f64, prefill: f64, prompt: f64, output: f64) -> f64 {
+        let batch = batch.round().max(1.0) as u32;
+        self.perf
+            .predict(&PerfQuery {
+                freq,
+                batch,
+                prefill_tokens: prefill.round() as u32,
+                decode_tokens: batch,
+                kv_tokens: (f64::from(batch) * (prompt + output / 2.0)).round() as u64,
+            })
+            .latency_s
+    }
+
+    /// The steady iteration time at `freq` and its batch for the load in `obs`, or `None` when
+    /// the engine would not keep up: the batch outgrows the cap, the arriving prompts outgrow the
+    /// iteration's token budget, or the fixed point does not settle (it only rises from zero, so
+    /// an unsettled value would understate the time).
+    fn steady_state(&self, freq: Mhz, obs: &Observation) -> Option<(f64, f64)> {
+        let (rate, prompt, output) = self.load(obs);
         let floor = f64::from(obs.running.max(1));
         let budget = f64::from(self.c.token_budget);
         let mut t = 0.0;
-        for _ in 0..12 {
+        for _ in 0..40 {
             let batch = (rate * output * t).max(floor);
-            let prefill = (rate * prompt * t).min(budget - batch.min(budget - 1.0));
-            if batch > f64::from(self.cap) || batch >= budget {
+            let prefill = rate * prompt * t;
+            if batch > f64::from(self.cap) || batch + prefill > budget {
                 return None;
             }
-            let next = self
-                .perf
-                .predict(&PerfQuery {
-                    freq,
-                    batch: batch.round() as u32,
-                    prefill_tokens: prefill.round() as u32,
-                    decode_tokens: batch.round() as u32,
-                    kv_tokens: (batch * (prompt + output / 2.0)).round() as u64,
-                })
-                .latency_s;
+            let next = self.iteration_s(freq, batch, prefill, prompt, output);
             if (next - t).abs() < 1e-4 * next {
-                return Some(next);
+                return Some((next, batch));
             }
             t = next;
         }
-        // Still growing after a dozen rounds: the arrivals outpace this clock.
-        (rate * output * t <= f64::from(self.cap)).then_some(t)
+        None
     }
 
     /// Whether `freq` meets every target for the load in `obs`, by the model.
     fn meets(&self, freq: Mhz, obs: &Observation) -> bool {
-        let Some(t) = self.steady_iteration_s(freq, obs) else { return false };
-        let (prompt, output) = (obs.mean_prompt_tokens.max(1.0), obs.mean_output_tokens.max(1.0));
-        let running = f64::from(obs.running);
-        let leftover = (f64::from(self.c.token_budget) - running).max(1.0);
+        let Some((t, batch)) = self.steady_state(freq, obs) else { return false };
+        let (rate, prompt, output) = self.load(obs);
+        // A new prompt's chunks get what the decode tokens and the other arrivals leave.
+        let leftover = (f64::from(self.c.token_budget) - batch - rate * prompt * t).max(1.0);
         let ttft = obs.oldest_wait_s + (prompt / leftover).ceil() * t;
         let tpot_ok = self.slo.tpot_s.is_none_or(|target| t <= self.c.tpot_margin * target);
         let ttft_ok = self.slo.ttft_s.is_none_or(|target| ttft <= self.c.ttft_margin * target);
         // A backlog at the cap must drain within the first-token budget left to its oldest
-        // request: the clock's throughput at the cap, beyond the arrivals, must clear it.
+        // request: the clock's throughput with the cap full, beyond the arrivals, must clear it.
         let drains = obs.queue_len == 0 || {
-            let surplus_rps =
-                f64::from(self.cap) / (output * t) - obs.arrival_rate_rps * self.c.rate_headroom;
+            let cap = f64::from(self.cap);
+            let full_s = self.iteration_s(freq, cap, rate * prompt * t, prompt, output);
+            let surplus_rps = cap / (output * full_s) - rate;
             let budget_s =
                 self.slo.ttft_s.map_or(self.slo.latency_budget_s(output), |t| self.c.ttft_margin * t);
             surplus_rps * (budget_s - obs.oldest_wait_s).max(0.5) >= f64::from(obs.queue_len)

@@ -8,8 +8,6 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Gamma};
 use serde::{Deserialize, Serialize};
 
-use energyllm_core::PluginSpec;
-
 use crate::Error;
 
 /// The shape of an arrival process. Written on the command line as `NAME[:key=value,…]`, e.g.
@@ -74,28 +72,7 @@ impl ArrivalPattern {
     /// Parses `NAME[:key=value,…]`: `poisson`, `gamma:cv=2`, `onoff:on_s=10,off_s=30,off_ratio=0`,
     /// `diurnal:period_s=86400,amplitude=0.5,peak_s=0`.
     pub fn parse(spec: &str) -> Result<Self, Error> {
-        let s = PluginSpec::parse(spec)?;
-        if !ARRIVAL_PATTERNS.contains(&s.name.as_str()) {
-            return Err(Error::Setting(format!(
-                "unknown arrival process `{}`; known: {}",
-                s.name,
-                ARRIVAL_PATTERNS.join(", ")
-            )));
-        }
-        let mut obj = match s.config {
-            serde_json::Value::Object(o) => o,
-            _ => serde_json::Map::new(),
-        };
-        if s.name == "poisson" {
-            if let Some(k) = obj.keys().next() {
-                return Err(Error::Setting(format!(
-                    "arrival process `{spec}`: unknown field `{k}`; poisson takes no parameters (the rate is set separately)"
-                )));
-            }
-        }
-        obj.insert("kind".into(), s.name.clone().into());
-        let p: ArrivalPattern = serde_json::from_value(serde_json::Value::Object(obj))
-            .map_err(|e| Error::Setting(format!("arrival process `{spec}`: {e}")))?;
+        let p: ArrivalPattern = crate::spec::tagged(spec, "arrival process", ARRIVAL_PATTERNS, &["poisson"])?;
         p.validate()?;
         Ok(p)
     }

@@ -31,6 +31,7 @@ pub mod bundled;
 mod error;
 pub mod load_profile;
 pub mod raw_dataset;
+mod spec;
 pub mod stats;
 pub mod synthetic;
 pub mod tokenize;

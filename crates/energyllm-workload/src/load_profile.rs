@@ -12,8 +12,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use energyllm_core::PluginSpec;
-
 use crate::Error;
 
 /// How the wanted load moves over time, as a share of capacity. Written on the command line as
@@ -72,21 +70,13 @@ const STEP_S: f64 = 0.05;
 impl LoadProfile {
     /// Parses `NAME:key=value,…` (see the type's docs).
     pub fn parse(spec: &str) -> Result<Self, Error> {
-        let s = PluginSpec::parse(spec)?;
-        if !LOAD_PROFILES.contains(&s.name.as_str()) {
-            return Err(Error::Setting(format!(
-                "unknown load profile `{}`; known: {} (e.g. diurnal:lo=0.2,hi=0.9,period_s=1800)",
-                s.name,
-                LOAD_PROFILES.join(", ")
-            )));
-        }
-        let mut obj = match s.config {
-            serde_json::Value::Object(o) => o,
-            _ => serde_json::Map::new(),
-        };
-        obj.insert("kind".into(), s.name.clone().into());
-        let p: LoadProfile = serde_json::from_value(serde_json::Value::Object(obj))
-            .map_err(|e| Error::Setting(format!("load profile `{spec}`: {e}")))?;
+        let p: LoadProfile =
+            crate::spec::tagged(spec, "load profile", LOAD_PROFILES, &[]).map_err(|e| match e {
+                Error::Setting(m) if m.starts_with("unknown load profile") => {
+                    Error::Setting(format!("{m} (e.g. diurnal:lo=0.2,hi=0.9,period_s=1800)"))
+                }
+                e => e,
+            })?;
         p.validate()?;
         Ok(p)
     }

@@ -138,7 +138,10 @@ pub(super) async fn run_controller(
                 controller.handle(ts, Event::FirstToken(id))
             }
             Some(Msg::Energy { id, reply }) => {
-                let _ = reply.send(in_flight.get(&id).map_or(0.0, |t| t.energy.get()));
+                // An unknown request gets no answer: the asker falls back to what it holds.
+                if let Some(t) = in_flight.get(&id) {
+                    let _ = reply.send(t.energy.get());
+                }
             }
             Some(Msg::Done { id, output_tokens, booked }) => {
                 if let Some(t) = in_flight.remove(&id) {

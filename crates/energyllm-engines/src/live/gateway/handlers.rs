@@ -86,12 +86,11 @@ impl InFlight {
         rx.await.unwrap_or_else(|_| so_far.get())
     }
 
-    /// The energy booked to this running request up to this instant.
+    /// The energy booked to this running request up to this instant (a streamed `usage` object
+    /// carries it; the last moments of the stream are booked after it went out).
     async fn energy_now(&self, so_far: &AtomicF64) -> f64 {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Energy { id: self.id, reply: tx }).is_err() {
-            return so_far.get();
-        }
+        let _ = self.tx.send(Msg::Energy { id: self.id, reply: tx });
         rx.await.unwrap_or_else(|_| so_far.get())
     }
 }
