@@ -37,8 +37,11 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address.
     #[arg(long)]
     pub public: bool,
-    /// The clock actuator, as NAME or NAME:key=value,… (sim, nvml:device=0, amd, …).
-    #[arg(long, default_value = "sim")]
+    /// The clock actuator, as NAME or NAME:key=value,…: `nvml[:device=N]` or `amd` on a real GPU,
+    /// `sim` to simulate the clock and its power (no GPU is touched, and the watts and joules
+    /// reported are the simulator's). Required, so that simulated figures are never mistaken
+    /// for measured ones.
+    #[arg(long)]
     pub actuator: String,
     /// CUDA index of the GPU for the nvml actuator (same as --actuator nvml:device=N).
     #[arg(long)]
@@ -105,6 +108,12 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
             ("nvml", None) => actuator.config = serde_json::json!({ "device": index }),
             (name, _) => bail!("--gpu selects an NVIDIA GPU for the nvml actuator; `{name}` takes its device in --actuator (e.g. amd:card=…)"),
         }
+    }
+    if actuator.name == "sim" {
+        eprintln!(
+            "note: --actuator sim: the clock and its power are simulated; no GPU is touched, and the watts and \
+             joules reported are the simulator's, not measurements"
+        );
     }
     let actuator = if actuator.name == "sim" {
         sim_actuator(&args.gpu_profile)?
@@ -197,6 +206,9 @@ pub struct LoadgenArgs {
     /// Send OpenAI chat requests (`/v1/chat/completions`) instead of plain completions.
     #[arg(long)]
     pub chat: bool,
+    /// A bearer token to send (`Authorization: Bearer …`), for a gateway started with --api-key.
+    #[arg(long)]
+    pub api_key: Option<String>,
     /// Directory for table.md, summary.json and requests.jsonl.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -220,6 +232,7 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
         stream: true,
         timeout_s: args.timeout,
         chat: args.chat,
+        api_key: args.api_key.clone(),
     };
     // The target speaks the OpenAI API whatever is behind it.
     let engine = HttpEngine::new(EngineKind::Vllm, config)?;

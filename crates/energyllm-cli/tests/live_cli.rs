@@ -38,12 +38,13 @@ fn get(port: u16, path: &str) -> Option<String> {
 #[test]
 fn bad_flags_are_clear_errors() {
     for (args, expect) in [
-        (&["serve", "--engine", "foo"][..], "unknown engine `foo`"),
-        (&["serve", "--upstream", "https://example.com"][..], "only http://"),
-        (&["serve", "--listen", "0.0.0.0:0"][..], "--public"),
-        (&["serve", "--policy", "nope"][..], "unknown policy `nope`"),
-        (&["serve", "--gpu", "1"][..], "--gpu selects"),
+        (&["serve", "--actuator", "sim", "--engine", "foo"][..], "unknown engine `foo`"),
+        (&["serve", "--actuator", "sim", "--upstream", "https://example.com"][..], "only http://"),
+        (&["serve", "--actuator", "sim", "--listen", "0.0.0.0:0"][..], "--public"),
+        (&["serve", "--actuator", "sim", "--policy", "nope"][..], "unknown policy `nope`"),
+        (&["serve", "--actuator", "sim", "--gpu", "1"][..], "--gpu selects"),
         (&["loadgen", "--target", "nonsense"][..], "not a URL"),
+        (&["serve", "--engine", "llamacpp"][..], "--actuator"),
         (&["loadgen", "--target", "http://127.0.0.1:1", "--duration=-1"][..], "--duration"),
     ] {
         let out = energyllm().args(args).output().unwrap();
@@ -57,7 +58,7 @@ fn bad_flags_are_clear_errors() {
 fn serve_answers_502_for_a_dead_upstream_and_drains_on_sigterm() {
     let (port, dead) = (free_port(), free_port());
     let child = energyllm()
-        .args(["serve", "--engine", "llamacpp", "--policy", "fixed:freq=1005,batch=2"])
+        .args(["serve", "--actuator", "sim", "--engine", "llamacpp", "--policy", "fixed:freq=1005,batch=2"])
         .args(["--upstream", &format!("http://127.0.0.1:{dead}"), "--listen", &format!("127.0.0.1:{port}")])
         .stderr(Stdio::piped())
         .spawn()

@@ -235,13 +235,18 @@ async fn a_full_queue_answers_429() {
         .map(|_| {
             let url = url.clone();
             tokio::spawn(async move {
-                client().post(&url).json(&body(false, 10, 20)).send().await.unwrap().status()
+                let r = client().post(&url).json(&body(false, 10, 20)).send().await.unwrap();
+                // A refusal says when to come back.
+                let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                (r.status(), retry)
             })
         })
         .collect();
     let mut codes = Vec::new();
     for t in tasks {
-        codes.push(t.await.unwrap().as_u16());
+        let (status, retry) = t.await.unwrap();
+        assert_eq!(retry.is_some(), status == 429, "{status} with Retry-After {retry:?}");
+        codes.push(status.as_u16());
     }
     assert!(codes.iter().all(|&c| c == 200 || c == 429), "{codes:?}");
     assert!(codes.contains(&429), "{codes:?}");
@@ -322,6 +327,30 @@ async fn auth_and_loopback_and_bad_settings() {
     assert_eq!(client().post(&url).json(&body(false, 1, 1)).send().await.unwrap().status(), 401);
     let ok = client().post(&url).bearer_auth("sesame").json(&body(false, 1, 1)).send().await.unwrap();
     assert_eq!(ok.status(), 200);
+    // A client engine with the key gets through; without it, the 401 is its error.
+    use energyllm_core::{Request, RequestId, Timestamp};
+    use energyllm_engines::live::{HttpEngine, HttpEngineConfig};
+    let base = format!("http://{}", gw.addr());
+    let req = Request { id: RequestId(1), arrival: Timestamp::ZERO, input_tokens: 4, output_tokens: 2 };
+    let keyed = HttpEngineConfig { url: base.clone(), api_key: Some("sesame".into()), ..Default::default() };
+    let done = HttpEngine::new(EngineKind::Llamacpp, keyed).unwrap().complete(&req, false).await.unwrap();
+    assert_eq!(done.output_tokens, 2);
+    let bare = HttpEngineConfig { url: base, ..Default::default() };
+    let e = HttpEngine::new(EngineKind::Llamacpp, bare).unwrap().complete(&req, false).await.unwrap_err();
+    assert!(e.to_string().contains("401"), "{e}");
+    // The scheme is case-insensitive; the token is not.
+    for (header, status) in
+        [("bearer sesame", 200), ("BEARER  sesame", 200), ("Bearer SESAME", 401), ("Basic sesame", 401)]
+    {
+        let r = client()
+            .post(&url)
+            .header("authorization", header)
+            .json(&body(false, 1, 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{header}");
+    }
     gw.shutdown();
     gw.join().await.unwrap();
 

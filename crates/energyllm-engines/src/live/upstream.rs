@@ -61,6 +61,13 @@ impl EngineKind {
     /// re-sending a POST that may have arrived is not safe. So for llama.cpp connections are
     /// not reused (a loopback connect costs tens of microseconds).
     pub fn http_client(self, timeout: Option<Duration>) -> Result<reqwest::Client, EngineError> {
+        self.client_builder(timeout)
+            .build()
+            .map_err(|e| EngineError::Unavailable(format!("cannot build the HTTP client: {e}")))
+    }
+
+    /// The HTTP client settings this engine needs, to add to before building.
+    fn client_builder(self, timeout: Option<Duration>) -> reqwest::ClientBuilder {
         let mut b = reqwest::Client::builder();
         if self == EngineKind::Llamacpp {
             b = b.pool_max_idle_per_host(0);
@@ -68,7 +75,7 @@ impl EngineKind {
         if let Some(t) = timeout {
             b = b.timeout(t);
         }
-        b.build().map_err(|e| EngineError::Unavailable(format!("cannot build the HTTP client: {e}")))
+        b
     }
 
     /// Reads the engine's state from its `/metrics` page.
@@ -283,6 +290,9 @@ pub struct HttpEngineConfig {
     /// instead of plain completions. The server's chat template adds its own tokens to the
     /// prompt, so prompt lengths grow by a few tokens. Ignored for TGI. Default: false.
     pub chat: bool,
+    /// A bearer token sent with every request (`Authorization: Bearer …`), for a server or
+    /// gateway that wants one. Default: none.
+    pub api_key: Option<String>,
 }
 
 impl Default for HttpEngineConfig {
@@ -293,6 +303,7 @@ impl Default for HttpEngineConfig {
             stream: true,
             timeout_s: 600.0,
             chat: false,
+            api_key: None,
         }
     }
 }
@@ -387,7 +398,20 @@ impl HttpEngine {
                 config.timeout_s
             )));
         }
-        let client = kind.http_client(Some(Duration::from_secs_f64(config.timeout_s)))?;
+        let mut builder = kind.client_builder(Some(Duration::from_secs_f64(config.timeout_s)));
+        if let Some(key) = &config.api_key {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                    EngineError::Protocol("the API key holds characters a header cannot carry".into())
+                })?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| EngineError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpEngine { kind, base, client, config, epoch: Instant::now() })
     }
 

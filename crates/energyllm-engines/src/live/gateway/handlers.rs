@@ -122,7 +122,18 @@ impl Drop for QueuePlace {
 
 fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "code": status.as_u16()}});
-    (status, axum::Json(body)).into_response()
+    let mut r = (status, axum::Json(body)).into_response();
+    // When to come back: a full queue frees within a second or so; a draining or overloaded
+    // server needs longer.
+    let retry_s = match status {
+        StatusCode::TOO_MANY_REQUESTS => Some("1"),
+        StatusCode::SERVICE_UNAVAILABLE => Some("5"),
+        _ => None,
+    };
+    if let Some(s) = retry_s {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static(s));
+    }
+    r
 }
 
 async fn health(State(s): State<Arc<Shared>>) -> Response {
@@ -164,11 +175,12 @@ fn estimate_input_tokens(v: &Value) -> u32 {
 
 async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: Bytes, path: &'static str) -> Response {
     if let Some(key) = &s.config.api_key {
+        // The scheme is case-insensitive (RFC 9110); the token is compared exactly.
         let ok = headers
             .get("authorization")
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|t| t == key);
+            .and_then(|h| h.trim().split_once(' '))
+            .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim() == key);
         if !ok {
             return error_response(
                 StatusCode::UNAUTHORIZED,
