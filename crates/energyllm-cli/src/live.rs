@@ -220,6 +220,9 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
     if !(args.duration.is_finite() && args.duration > 0.0) {
         bail!("--duration must be a positive number of seconds, got {}", args.duration);
     }
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds, got {}", args.timeout);
+    }
     let dataset = match &args.dataset {
         Some(p) => LengthDataset::open(&p.to_string_lossy(), &ReadOptions::default())?.0,
         None => LengthDataset::sharegpt_like(),

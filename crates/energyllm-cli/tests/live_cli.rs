@@ -46,6 +46,10 @@ fn bad_flags_are_clear_errors() {
         (&["loadgen", "--target", "nonsense"][..], "not a URL"),
         (&["serve", "--engine", "llamacpp"][..], "--actuator"),
         (&["loadgen", "--target", "http://127.0.0.1:1", "--duration=-1"][..], "--duration"),
+        (
+            &["loadgen", "--target", "http://127.0.0.1:1", "--timeout", "0"][..],
+            "--timeout must be a positive",
+        ),
     ] {
         let out = energyllm().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -164,3 +164,34 @@ fn dataset_list_and_stats_of_bundled_names() {
     assert_eq!(v["count"], 3658);
     assert!(v["arrivals"]["gap_cv"].as_f64().unwrap() > 1.0);
 }
+
+#[test]
+fn a_failed_process_leaves_no_output_and_says_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("bad.json"), dir.path().join("out.jsonl"));
+    std::fs::write(
+        &input,
+        r#"[{"id": "a", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}, {"id": 5}"#,
+    )
+    .unwrap();
+    for skip in [false, true] {
+        let mut args = vec!["dataset", "process", "--format", "sharegpt"];
+        args.extend(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+        if skip {
+            args.push("--skip-invalid");
+        }
+        let out = energyllm(&args);
+        let (_, err) = text(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(!output.exists(), "a failed run leaves no {} (skip-invalid {skip})", output.display());
+        assert!(!dir.path().join("out.jsonl.partial").exists());
+    }
+    let missing = energyllm(
+        &["dataset", "process", "--format", "sharegpt", "--input", "/nonexistent/raw.json"]
+            .into_iter()
+            .chain(["--output", output.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    let (_, err) = text(&missing);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

@@ -224,21 +224,43 @@ pub fn process(
 
 /// Reads a file into [`process`], writing to `output`. A `.parquet` file is read row by row
 /// (each row as one record of `opts.format`) when the `parquet` feature is on.
+///
+/// The lengths are written to `output` with `.partial` appended and renamed into place only when
+/// the whole input has been read, so a failure never leaves a truncated file where a complete
+/// one is expected.
 pub fn process_file(
     input: &Path,
     output: &Path,
     tokenizer: &Tokenizer,
     opts: &ProcessOptions,
 ) -> Result<ProcessReport, Error> {
-    if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
-        return process_parquet(input, output, tokenizer, opts);
+    let mut partial = output.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let result = if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+        process_parquet(input, &partial, tokenizer, opts)
+    } else {
+        std::fs::File::open(input).map_err(|source| Error::Io { path: input.to_owned(), source }).and_then(
+            |file| {
+                let reader = std::io::BufReader::with_capacity(1 << 16, file);
+                let out = std::fs::File::create(&partial)
+                    .map_err(|source| Error::Io { path: output.to_owned(), source })?;
+                let mut out = std::io::BufWriter::new(out);
+                process(reader, input, &mut out, tokenizer, opts)
+            },
+        )
+    };
+    match result {
+        Ok(report) => {
+            std::fs::rename(&partial, output)
+                .map_err(|source| Error::Io { path: output.to_owned(), source })?;
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
     }
-    let file = std::fs::File::open(input).map_err(|source| Error::Io { path: input.to_owned(), source })?;
-    let reader = std::io::BufReader::with_capacity(1 << 16, file);
-    let out =
-        std::fs::File::create(output).map_err(|source| Error::Io { path: output.to_owned(), source })?;
-    let mut out = std::io::BufWriter::new(out);
-    process(reader, input, &mut out, tokenizer, opts)
 }
 
 #[cfg(not(feature = "parquet"))]

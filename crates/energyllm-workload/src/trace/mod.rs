@@ -174,7 +174,8 @@ pub fn read_records(
             line: first_line_no,
             reason: "cannot tell the format from this line: expected JSON lines with `input_len`/`output_len` \
                      (energyllm) or `timestamp`/`input_length`/`output_length` (mooncake), or a CSV header with \
-                     `ContextTokens` (azure) or `num_prefill_tokens` (splitwise); name it with --format"
+                     `ContextTokens` (azure) or `num_prefill_tokens` (splitwise); name the format (`eval --trace-format`, \
+                     `dataset stats --format`)"
                 .into(),
         })?,
     };
