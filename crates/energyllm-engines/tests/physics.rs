@@ -27,13 +27,13 @@ fn decode(batch: u64, context: u64) -> IterationWork {
 
 #[test]
 fn every_shipped_profile_loads() {
-    assert!(gpus().len() >= 3 && models().len() >= 5);
+    assert!(gpus().len() >= 4 && models().len() >= 5);
 }
 
 proptest! {
     #[test]
     fn iteration_time_never_rises_with_clock(
-        gpu_i in 0usize..3, model_i in 0usize..5, prefill in 0u64..8192, batch in 0u64..256, context in 0u64..4096,
+        gpu_i in 0usize..4, model_i in 0usize..5, prefill in 0u64..8192, batch in 0u64..256, context in 0u64..4096,
     ) {
         let (gpu, model) = (&gpus()[gpu_i], &models()[model_i]);
         let mut work = decode(batch, context);
@@ -51,7 +51,7 @@ proptest! {
 
     #[test]
     fn power_never_falls_with_clock_or_load_and_stays_under_tdp(
-        gpu_i in 0usize..3, sm in 0.0f64..1.0, mem in 0.0f64..1.0, active in 0.0f64..1.0, more in 0.0f64..0.5,
+        gpu_i in 0usize..4, sm in 0.0f64..1.0, mem in 0.0f64..1.0, active in 0.0f64..1.0, more in 0.0f64..0.5,
     ) {
         let gpu = &gpus()[gpu_i];
         let load = Load { sm, mem, active };
@@ -112,4 +112,30 @@ fn the_energy_optimal_decode_clock_lies_strictly_inside_the_range() {
             gpu.name
         );
     }
+}
+
+/// The H200 is the H100's die with more and faster memory: memory-bound decode runs faster, a
+/// compute-bound prefill does not, and it holds more of the KV cache.
+#[test]
+fn the_h200_decodes_faster_than_the_h100_and_prefills_alike() {
+    let (h100, h200) = (GpuSpec::builtin("h100").unwrap(), GpuSpec::builtin("h200").unwrap());
+    let model = ModelSpec::builtin("llama-3.1-8b").unwrap();
+    let timing = IterationModel::default();
+    let top = Mhz(1980);
+    let decode_s = |g: &GpuSpec| timing.cost(&model, g, top, &decode(64, 2048)).time_s;
+    assert!(decode_s(&h200) < 0.85 * decode_s(&h100), "{} vs {}", decode_s(&h200), decode_s(&h100));
+    let prefill = IterationWork {
+        prefill_tokens: 4096,
+        attention_pairs: 4096.0 * 4097.0 / 2.0,
+        sampled_sequences: 1,
+        ..Default::default()
+    };
+    let prefill_s = |g: &GpuSpec| timing.cost(&model, g, top, &prefill).time_s;
+    assert!(
+        (prefill_s(&h200) / prefill_s(&h100) - 1.0).abs() < 0.1,
+        "{} vs {}",
+        prefill_s(&h200),
+        prefill_s(&h100)
+    );
+    assert!(h200.memory_gib > 1.6 * h100.memory_gib);
 }
