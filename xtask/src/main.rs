@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     match run(Cli::parse().command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", energyllm_cli::output::error_chain(&e));
             ExitCode::from(2)
         }
     }
@@ -238,18 +238,4 @@ fn bench_process(size_mib: u64, tokenizer: &str) -> anyhow::Result<()> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
-}
-
-/// The error and its causes, each once: a cause whose text the message already holds (an I/O
-/// error that names its own source) is not repeated.
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg
 }

@@ -84,22 +84,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", energyllm_cli::output::error_chain(&e));
             std::process::ExitCode::from(2)
         }
     }
-}
-
-/// The error and its causes, each once: a cause whose text the message already holds (an I/O
-/// error that names its own source) is not repeated.
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg
 }
