@@ -224,18 +224,25 @@ pub fn html_report(root: &Path) -> Result<String, Error> {
             .filter(|p| p.extension().is_some_and(|x| x == "svg"))
             .collect();
         svgs.sort();
-        for svg in svgs {
-            let name = svg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            match inline_svg(&svg)? {
-                Ok(markup) => {
-                    let _ =
-                        writeln!(body, "<figure>{markup}<figcaption>{}</figcaption></figure>", escape(&name));
-                }
-                Err(why) => {
-                    let _ =
-                        writeln!(body, "<p class=\"meta\">{} left out: {}.</p>", escape(&name), escape(&why));
-                }
+        // Plots first, then the per-method timelines folded away: there is one per method.
+        let name_of =
+            |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (timelines, plots): (Vec<PathBuf>, Vec<PathBuf>) =
+            svgs.into_iter().partition(|p| name_of(p).starts_with("timeline"));
+        for svg in &plots {
+            figure(&mut body, svg, &name_of(svg))?;
+        }
+        if !timelines.is_empty() {
+            let _ = writeln!(
+                body,
+                "<details><summary>Timelines: clock, cap, queue and power of each method's first run, \
+                 SLO misses in red ({})</summary>",
+                timelines.len()
+            );
+            for svg in &timelines {
+                figure(&mut body, svg, &name_of(svg))?;
             }
+            body.push_str("</details>\n");
         }
         body.push_str("</section>\n");
     }
@@ -250,6 +257,19 @@ pub fn html_report(root: &Path) -> Result<String, Error> {
         escape(revision.as_deref().unwrap_or("unknown")),
     );
     Ok(page)
+}
+
+/// Appends `svg` inlined as a figure captioned `name`, or a line saying why it is left out.
+fn figure(body: &mut String, svg: &Path, name: &str) -> Result<(), Error> {
+    match inline_svg(svg)? {
+        Ok(markup) => {
+            let _ = writeln!(body, "<figure>{markup}<figcaption>{}</figcaption></figure>", escape(name));
+        }
+        Err(why) => {
+            let _ = writeln!(body, "<p class=\"meta\">{} left out: {}.</p>", escape(name), escape(&why));
+        }
+    }
+    Ok(())
 }
 
 /// Writes [`html_report`] of `root` to `root/report.html` and returns its path.
@@ -307,12 +327,15 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join("paper/meta.json"), "{\"git_revision\": \"abc123\"}").unwrap();
+        std::fs::write(root.join("paper/timeline-ppo.svg"), "<svg><text>ppo run</text></svg>").unwrap();
         let page = html_report(root).unwrap();
         let summary = page.find("savings").unwrap();
         let paper = page.find("<h2 id=\"paper\"").unwrap();
         assert!(summary < paper, "the record's summary comes first");
         assert!(page.contains("<figure><svg xmlns") && !page.contains("<?xml"), "SVGs are inlined");
         assert!(page.contains("revision abc123") && !page.contains("<script"));
+        let details = page.find("<details>").expect("timelines are folded");
+        assert!(page.find("ppo run").is_some_and(|t| t > details) && page.find("pareto.svg") < Some(details));
         std::fs::write(root.join("paper/evil.svg"), "<svg><script>alert(1)</script></svg>").unwrap();
         std::fs::write(root.join("paper/handler.svg"), "<svg>\n<rect\tonload=\"x()\"/></svg>").unwrap();
         std::fs::write(root.join("paper/text.svg"), "<svg><text>runs only=2 on GPUs</text></svg>").unwrap();

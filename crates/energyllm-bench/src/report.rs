@@ -335,9 +335,20 @@ struct RequestRow<'a> {
     slo_met: bool,
 }
 
+/// The file name of `method`'s timeline: `timeline-` and the method's name with every character
+/// that is not ASCII alphanumeric, `-`, `_` or `.` replaced by `_` (`fixed:freq=960` →
+/// `timeline-fixed_freq_960.svg`).
+pub fn timeline_file(method: &str) -> String {
+    let slug: String = method
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    format!("timeline-{slug}.svg")
+}
+
 /// Writes `table.md`, `meta.json`, `summary.{json,csv}`, `runs.{json,csv}`,
-/// `requests.{jsonl,csv}` and the plots `pareto.svg`, `energy.svg`, `timeline.svg` into `dir`
-/// (created if missing).
+/// `requests.{jsonl,csv}` and the plots `pareto.svg`, `energy.svg` and one
+/// [`timeline_file`] per method into `dir` (created if missing).
 pub fn write_outputs(
     dir: &Path,
     settings: &EvalSettings,
@@ -350,18 +361,15 @@ pub fn write_outputs(
     write_json(&dir.join("meta.json"), &run_metadata(settings))?;
     write_file(&dir.join("pareto.svg"), crate::plots::pareto_svg(results).as_bytes())?;
     write_file(&dir.join("energy.svg"), crate::plots::energy_bars_svg(results).as_bytes())?;
-    // The timeline of the first run of the most efficient deployable method.
-    if let Some(m) = results
-        .iter()
-        .filter(|m| !is_reference(&m.summary.method))
-        .max_by(|a, b| a.summary.efficiency.total_cmp(&b.summary.efficiency))
-    {
-        if let Some(run) = m.details.first() {
-            write_file(
-                &dir.join("timeline.svg"),
-                crate::plots::timeline_svg(&m.summary.method, &run.timeline).as_bytes(),
-            )?;
-        }
+    // Each method's first run, with its SLO misses marked where they happened.
+    let slo = settings.setup.controller.slo;
+    for m in results {
+        let (Some(run), Some(records)) = (m.details.first(), m.records.first()) else { continue };
+        let misses_s: Vec<f64> = records.iter().filter(|r| !r.meets(&slo)).map(|r| r.completion_s).collect();
+        write_file(
+            &dir.join(timeline_file(&m.summary.method)),
+            crate::plots::timeline_svg(&m.summary.method, &run.timeline, &misses_s, records.len()).as_bytes(),
+        )?;
     }
     write_json(&dir.join("summary.json"), &summaries)?;
     write_csv(&dir.join("summary.csv"), &summaries)?;
@@ -374,7 +382,6 @@ pub fn write_outputs(
     write_json(&dir.join("runs.json"), &runs)?;
     write_csv(&dir.join("runs.csv"), &runs)?;
 
-    let slo = settings.setup.controller.slo;
     let requests: Vec<RequestRow> = results
         .iter()
         .flat_map(|m| {

@@ -119,7 +119,11 @@ fn report_formats() {
     assert_eq!(meta["seed"], 0);
     assert_eq!(meta["run_seeds"], serde_json::json!([0, 1, 2]));
     assert!(meta["git_revision"].as_str().is_some());
-    assert!(dir.path().join("timeline.svg").is_file());
+    // One timeline per method, named after it.
+    for m in &results {
+        let file = energyllm_bench::report::timeline_file(&m.summary.method);
+        assert!(dir.path().join(&file).is_file(), "{file}");
+    }
 }
 
 #[test]

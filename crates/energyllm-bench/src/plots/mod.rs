@@ -1,5 +1,5 @@
 //! Every SVG the project writes, drawn by one module: an evaluation's energy–SLO Pareto view,
-//! per-method bars and one run's timeline (here), request-length histograms ([`histogram`]), the
+//! per-method bars and each method's timeline with its SLO misses (here), request-length histograms ([`histogram`]), the
 //! training curve ([`training_curve`]) and the routing plots ([`routing`]).
 //!
 //! Hand-written SVG rather than plotters: plotters lays text out with a font engine (its `ttf`
@@ -257,8 +257,10 @@ pub fn energy_bars_svg(results: &[MethodResult]) -> String {
     svg
 }
 
-/// One run's clock, batch cap, queue length and power over time, in four stacked panels.
-pub fn timeline_svg(method: &str, timeline: &[TimelinePoint]) -> String {
+/// One run's clock, batch cap, queue length and power over time, in four stacked panels, over a
+/// strip that marks each request that missed its SLO at the instant it ended (`misses_s`, in
+/// simulated seconds) out of `requests` that ended in the run.
+pub fn timeline_svg(method: &str, timeline: &[TimelinePoint], misses_s: &[f64], requests: usize) -> String {
     type Get = fn(&TimelinePoint) -> f64;
     let panels: [(&str, Get); 4] = [
         ("clock (MHz)", |p| f64::from(p.freq_mhz)),
@@ -266,44 +268,89 @@ pub fn timeline_svg(method: &str, timeline: &[TimelinePoint]) -> String {
         ("queue length", |p| p.queue_len as f64),
         ("power (W)", |p| p.power_w),
     ];
-    let t_end = timeline.last().map_or(1.0, |p| p.time_s).max(1e-9);
+    const PANEL_H: f64 = 150.0;
+    const STRIP_H: f64 = 34.0;
+    let t_end = timeline
+        .last()
+        .map_or(1.0, |p| p.time_s)
+        .max(misses_s.iter().copied().filter(|t| t.is_finite()).fold(0.0, f64::max))
+        .max(1e-9);
     let mut svg = String::new();
-    open(
-        &mut svg,
-        820.0,
-        40.0 + 150.0 * panels.len() as f64 + 30.0,
-        &format!("Timeline of one run: {method}"),
-    );
+    let strip_top = 40.0 + PANEL_H * panels.len() as f64 + 12.0;
+    open(&mut svg, 820.0, strip_top + STRIP_H + 60.0, &format!("Timeline of one run: {method}"));
     for (k, (label, get)) in panels.iter().enumerate() {
         let f = Frame {
             x: (0.0, t_end),
             y: range(timeline.iter().map(get).chain([0.0])),
             left: 90.0,
-            top: 40.0 + 150.0 * k as f64,
+            top: 40.0 + PANEL_H * k as f64,
             width: 680.0,
             height: 105.0,
         };
-        axes(&mut svg, &f, if k + 1 == panels.len() { "time (s)" } else { "" }, label);
+        axes(&mut svg, &f, "", label);
         // Piecewise constant between decision epochs.
         let mut d = String::new();
-        let mut prev: Option<f64> = None;
-        for p in timeline {
+        for (i, p) in timeline.iter().enumerate() {
             let (x, y) = (f.px(p.time_s), f.py(get(p)));
-            match prev {
-                None => {
-                    let _ = write!(d, "M{x:.1},{y:.1}");
-                }
-                Some(_) => {
-                    let _ = write!(d, " H{x:.1} V{y:.1}");
-                }
-            }
-            prev = Some(y);
+            let _ = if i == 0 { write!(d, "M{x:.1},{y:.1}") } else { write!(d, " H{x:.1} V{y:.1}") };
         }
         let _ =
             writeln!(svg, "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>", PALETTE[k]);
     }
+    // The SLO strip: one red tick per missed request, so misses line up with the clock and queue
+    // above them.
+    let f =
+        Frame { x: (0.0, t_end), y: (0.0, 1.0), left: 90.0, top: strip_top, width: 680.0, height: STRIP_H };
+    axes_x_only(&mut svg, &f, "time (s)");
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">SLO misses</text>",
+        f.left - 8.0,
+        f.top + STRIP_H / 2.0 + 4.0
+    );
+    let mut d = String::new();
+    for &t in misses_s.iter().filter(|t| t.is_finite()) {
+        let _ = write!(d, "M{:.1},{:.1}V{:.1}", f.px(t), f.top + 3.0, f.top + STRIP_H - 3.0);
+    }
+    if !d.is_empty() {
+        let _ = writeln!(svg, "<path d=\"{d}\" stroke=\"#d62728\" stroke-width=\"1\" opacity=\"0.6\"/>");
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{} of {requests} requests missed the SLO (red: when each ended)</text>",
+        f.left + f.width,
+        f.top - 3.0,
+        misses_s.len()
+    );
     svg.push_str("</svg>\n");
     svg
+}
+
+/// A frame's box and time ticks, without a value axis (for strips of marks).
+fn axes_x_only(svg: &mut String, f: &Frame, x_label: &str) {
+    let y1 = f.top + f.height;
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>",
+        f.left, f.top, f.width, f.height
+    );
+    for t in ticks(f.x.0, f.x.1) {
+        let x = f.px(t);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{y1}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#333\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            y1 + 5.0,
+            y1 + 18.0,
+            fmt_tick(t)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+        f.left + f.width / 2.0,
+        y1 + 36.0,
+        escape(x_label)
+    );
 }
 
 #[cfg(test)]
@@ -330,8 +377,15 @@ mod tests {
             running: 1,
             power_w: 150.0,
         };
-        let svg = timeline_svg("x<y", &[p(0.0, 1410), p(1.0, 810), p(2.0, 1005)]);
+        let svg = timeline_svg("x<y", &[p(0.0, 1410), p(1.0, 810), p(2.0, 1005)], &[], 3);
         assert_eq!(svg.matches("<path").count(), 4);
         assert!(svg.contains("x&lt;y") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("0 of 3 requests missed"), "{svg}");
+        // Each miss is one red tick in the strip, all in one path.
+        let svg = timeline_svg("m", &[p(0.0, 1410), p(2.0, 810)], &[0.5, 1.5], 3);
+        assert_eq!(svg.matches("<path").count(), 5);
+        let strip = svg.split("#d62728").next().and_then(|s| s.rsplit("<path d=\"").next()).unwrap_or("");
+        assert_eq!(strip.matches('M').count(), 2, "{strip}");
+        assert!(svg.contains("2 of 3 requests missed"));
     }
 }
