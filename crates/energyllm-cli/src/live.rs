@@ -13,10 +13,12 @@ use clap::Args;
 use energyllm_core::registry::{find, ActuatorPlugin, PluginSpec, PolicyContext, PolicyPlugin};
 use energyllm_core::{Controller, RequestRecord, RequestStatus, RunSummary, RunTotals};
 use energyllm_engines::live::{
-    gateway, sim_actuator, ActuatorSetup, EngineKind, GatewayConfig, HttpEngine, HttpEngineConfig,
+    gateway, sim_actuator, AccessLog, ActuatorSetup, EngineKind, GatewayConfig, HttpEngine, HttpEngineConfig,
+    Identity,
 };
 use energyllm_hw::GuardConfig;
 
+use crate::args::named_value;
 use crate::eval::SloArgs;
 use energyllm_bench::report::markdown_table;
 use energyllm_sim::SimSetup;
@@ -79,6 +81,60 @@ pub struct ServeArgs {
     /// Seed for policies with randomness.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Seconds a client has to send a request's headers, from connecting or from the end of its
+    /// previous request.
+    #[arg(long, default_value_t = 10.0)]
+    pub header_read_timeout: f64,
+    /// Seconds a keep-alive connection may sit with no request in progress before it is closed.
+    #[arg(long, default_value_t = 60.0)]
+    pub idle_timeout: f64,
+    /// Seconds the engine may stay silent in the middle of a streamed answer before the gateway
+    /// ends it with an error event.
+    #[arg(long, default_value_t = 60.0)]
+    pub stream_idle_timeout: f64,
+    /// Seconds a request may take from arrival to the end of its answer, queue included.
+    #[arg(long, default_value_t = 900.0)]
+    pub request_timeout: f64,
+    /// Client connections served at once; more are answered 503. Keep it below the open-file
+    /// limit (`ulimit -n`), which must also hold one engine connection per request in flight.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Largest request body accepted, in bytes; larger ones get a JSON 413.
+    #[arg(long, default_value_t = 8 << 20)]
+    pub max_body_bytes: usize,
+    /// Seconds over which energyllm_slo_attainment_ratio is computed.
+    #[arg(long, default_value_t = 300.0)]
+    pub slo_window: f64,
+    /// The level of the access log's line per request (target `energyllm::access`), or off.
+    #[arg(long, default_value = "info", value_parser = named_value(&AccessLog::ALL, AccessLog::name))]
+    pub access_log: AccessLog,
+    /// Log format on standard error: text, or json (one object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Which messages to log, as a tracing filter (`info`, `warn`, `energyllm::access=off,info`…);
+    /// RUST_LOG, when set, takes precedence.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+/// Logs to standard error in `format`, filtered by RUST_LOG or else `level`.
+fn init_logging(format: &str, level: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => {
+            EnvFilter::try_new(&env).with_context(|| format!("RUST_LOG={env} is not a tracing filter"))?
+        }
+        _ => EnvFilter::try_new(level).with_context(|| {
+            format!("--log-level {level} is not a tracing filter (try info, warn or debug)")
+        })?,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = if format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -87,6 +143,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs the gateway until SIGINT/SIGTERM, then drains and restores the clocks.
 pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format, &args.log_level)?;
     let engine = EngineKind::parse(&args.engine)?;
     let mut setup = SimSetup::builtin(&args.gpu_profile, &args.model_profile)?;
     setup.controller.slo = args.slo.slo()?;
@@ -110,11 +167,17 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     if actuator.name == "sim" {
-        eprintln!(
-            "note: --actuator sim: the clock and its power are simulated; no GPU is touched, and the watts and \
-             joules reported are the simulator's, not measurements"
+        tracing::warn!(
+            "--actuator sim: the clock and its power are simulated; no GPU is touched, and the watts and \
+             joules reported are the simulator's, not measurements (energyllm_build_info says actuator=\"sim\")"
         );
     }
+    // The GPU label of /metrics: the device the actuator drives, where it names one.
+    let gpu_label = ["device", "card", "index"]
+        .iter()
+        .find_map(|k| actuator.config.get(*k).map(|v| v.to_string().trim_matches('"').to_owned()))
+        .unwrap_or_else(|| "0".to_owned());
+    let identity = Identity { actuator: actuator.name.clone(), policy: spec.label.clone(), gpu: gpu_label };
     let actuator = if actuator.name == "sim" {
         sim_actuator(&args.gpu_profile)?
     } else {
@@ -136,34 +199,57 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         drain_timeout_s: args.drain_timeout,
         api_key: args.api_key.clone(),
         dry_run: args.dry_run,
+        header_read_timeout_s: args.header_read_timeout,
+        idle_timeout_s: args.idle_timeout,
+        stream_idle_timeout_s: args.stream_idle_timeout,
+        request_timeout_s: args.request_timeout,
+        max_connections: args.max_connections,
+        max_body_bytes: args.max_body_bytes,
+        slo_window_s: args.slo_window,
+        identity,
+        access_log: args.access_log,
         ..GatewayConfig::new(engine, &args.upstream)
     };
+    let slo = setup.controller.slo.describe();
+    let (cap, clock) = (controller.batch_cap(), controller.freq().0);
     runtime()?.block_on(async {
-        let mut handle = gateway::start(config, controller, actuator).await?;
-        eprintln!(
-            "energyllm gateway on http://{} → {} {} (policy {}, {}{}); Ctrl-C drains and stops",
-            handle.addr(),
-            engine.name(),
-            args.upstream,
-            spec.label,
-            args.actuator,
-            if args.dry_run { ", dry run: no clock changes" } else { "" }
+        let mut handle = gateway::start(config.clone(), controller, actuator).await?;
+        tracing::info!(
+            listen = %handle.addr(),
+            engine = engine.name(),
+            upstream = %args.upstream,
+            actuator = %args.actuator,
+            policy = %spec.label,
+            slo = %slo,
+            batch_cap = cap,
+            clock_mhz = clock,
+            dry_run = args.dry_run,
+            max_queue = config.max_queue,
+            max_connections = config.max_connections,
+            max_body_bytes = config.max_body_bytes,
+            header_read_timeout_s = config.header_read_timeout_s,
+            idle_timeout_s = config.idle_timeout_s,
+            stream_idle_timeout_s = config.stream_idle_timeout_s,
+            request_timeout_s = config.request_timeout_s,
+            upstream_timeout_s = config.upstream_timeout_s,
+            drain_timeout_s = config.drain_timeout_s,
+            "energyllm gateway serving; SIGINT/SIGTERM drains and stops"
         );
         gateway::shutdown_signal().await;
-        eprintln!("draining (up to {} s) …", args.drain_timeout);
         handle.shutdown();
         let report = handle.join().await?;
-        eprintln!(
-            "stopped: {} completed, {} failed, {} cancelled, {} abandoned; clocks {}",
-            report.completed,
-            report.failed,
-            report.cancelled,
-            report.abandoned,
-            if report.actuator.clocks_restored {
-                "restored"
-            } else {
-                "NOT restored: check `energyllm hw info`"
-            }
+        let clocks = if report.actuator.clocks_restored {
+            "restored"
+        } else {
+            "NOT restored: check `energyllm hw info`"
+        };
+        tracing::info!(
+            completed = report.completed,
+            failed = report.failed,
+            cancelled = report.cancelled,
+            abandoned = report.abandoned,
+            clocks,
+            "stopped"
         );
         Ok(())
     })

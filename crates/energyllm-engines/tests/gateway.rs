@@ -51,8 +51,14 @@ async fn fake_completions(State(f): State<Arc<Fake>>, body: Bytes) -> Response {
         2 => return (StatusCode::SERVICE_UNAVAILABLE, "loading model").into_response(),
         _ => {}
     }
+    if v["client_error"].as_bool() == Some(true) {
+        let e = json!({"error": {"message": "unknown model", "type": "invalid_request_error"}});
+        return (StatusCode::BAD_REQUEST, axum::Json(e)).into_response();
+    }
     let n = v["max_tokens"].as_u64().unwrap_or(4);
     let delay = Duration::from_millis(v["delay_ms"].as_u64().unwrap_or(5));
+    // A stall after the first chunk, as a frozen engine does.
+    let stall = Duration::from_millis(v["stall_ms"].as_u64().unwrap_or(0));
     let running = Running::new(&f);
     f.served.fetch_add(1, Ordering::SeqCst);
     if v["stream"].as_bool() == Some(true) {
@@ -61,7 +67,7 @@ async fn fake_completions(State(f): State<Arc<Fake>>, body: Bytes) -> Response {
             if i > n {
                 return None;
             }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(if i == 1 { delay + stall } else { delay }).await;
             let chunk = if malformed {
                 "data: {not json\n\n".to_string()
             } else if i == n {
@@ -107,6 +113,10 @@ async fn fake_upstream() -> (String, Arc<Fake>) {
         .route("/v1/completions", post(fake_completions))
         .route("/v1/chat/completions", post(fake_completions))
         .route("/metrics", get(fake_metrics))
+        .route(
+            "/v1/models",
+            get(|| async { axum::Json(json!({"object": "list", "data": [{"id": "fake"}]})) }),
+        )
         .with_state(Arc::clone(&fake));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -302,7 +312,7 @@ async fn upstream_faults_become_clear_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_upstream_is_a_502_with_the_reason() {
+async fn an_unreachable_upstream_is_a_502_that_keeps_its_address_private() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut gw = gateway_for(&format!("http://127.0.0.1:{port}"), 2, |c| c.connect_retries = 1).await;
@@ -314,7 +324,13 @@ async fn an_unreachable_upstream_is_a_502_with_the_reason() {
         .unwrap();
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("cannot connect"), "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("unavailable") && !message.contains(&port.to_string()), "{v}");
+    // Not ready: its metrics cannot be read, and /ready says why.
+    let ready = client().get(format!("http://{}/ready", gw.addr())).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let why: Value = ready.json().await.unwrap();
+    assert!(why["upstream"].as_str().unwrap().contains("cannot reach"), "{why}");
     gw.shutdown();
     assert_eq!(gw.join().await.unwrap().failed, 1);
 }
@@ -378,6 +394,24 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
     let m = Arc::clone(gw.metrics());
     wait_for("the slow request to be admitted", || m.in_flight.load(Ordering::SeqCst) == 1).await;
     gw.shutdown();
+    // While it drains, a new connection is answered, not refused: 503 with Retry-After, and
+    // /ready says so while /health stays alive.
+    let base = format!("http://{}", gw.addr());
+    let mut refused = None;
+    for _ in 0..100 {
+        let r = reqwest::Client::new().post(&url).json(&body(false, 1, 1)).send().await.unwrap();
+        if r.status() == 503 {
+            refused = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("a new request during the drain gets 503");
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let ready = client().get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["draining"], true);
+    assert_eq!(client().get(format!("{base}/health")).send().await.unwrap().status(), 200);
     let text = slow.await.unwrap().unwrap();
     assert!(text.contains("[DONE]"), "the in-flight request was cut: {text}");
     let report = gw.join().await.unwrap();
@@ -499,4 +533,130 @@ async fn each_answer_carries_its_final_booked_energy() {
     assert!((sum - booked).abs() <= 1e-4 * booked.max(1e-9) + 6e-6, "headers {sum} J vs booked {booked} J");
     gw.shutdown();
     gw.join().await.unwrap();
+}
+
+/// Reads from a raw connection until it closes or `limit` passes; returns what came and whether
+/// it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+/// Slow-header clients are cut off, an idle flood beyond the connection cap is answered 503 and
+/// cleared by the idle timeout (the gateway stays reachable), and a stream whose upstream goes
+/// silent ends with an error event after the stream idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_timeouts_keep_the_gateway_reachable() {
+    use tokio::io::AsyncWriteExt as _;
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 2, |c| {
+        c.header_read_timeout_s = 0.3;
+        c.idle_timeout_s = 0.6;
+        c.stream_idle_timeout_s = 0.3;
+        c.max_connections = 6;
+    })
+    .await;
+    let addr = gw.addr();
+    // A client that never finishes its headers.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(closed, "a slow-header client was not cut off");
+
+    // An idle flood: the cap's worth are held (until the idle timeout), the rest answered 503.
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let m = Arc::clone(gw.metrics());
+    wait_for("the flood to be accepted", || m.connections.load(Ordering::SeqCst) == 6).await;
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut over, Duration::from_secs(5)).await;
+    assert!(closed && answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1") && answer.contains("too many connections"), "{answer}");
+    // The idle connections are closed by the timeout, and the gateway answers again.
+    for s in &mut idle {
+        let (_, closed) = read_until_closed(s, Duration::from_secs(5)).await;
+        assert!(closed, "an idle connection outlived the idle timeout");
+    }
+    let health = client().get(format!("http://{addr}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // A stream whose upstream stalls after its first chunk.
+    let mut b = body(true, 3, 5);
+    b["stall_ms"] = json!(3000);
+    let started = std::time::Instant::now();
+    let r = client().post(format!("http://{addr}/v1/completions")).json(&b).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("the upstream sent nothing for 0.3 s"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3), "the stall was not cut: {:?}", started.elapsed());
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    assert_eq!(report.failed, 1);
+    assert!(m.rejected_connections.load(Ordering::SeqCst) >= 1);
+}
+
+/// Client mistakes are counted apart from upstream failures and free their slot at once; a body
+/// over the limit is a JSON 413; `/v1/models` passes through; `/metrics` has the histograms, the
+/// windowed SLO attainment, the build info and the GPU label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_histograms_and_build_info() {
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 1, |c| {
+        c.max_body_bytes = 4096;
+        c.identity = energyllm_engines::live::Identity {
+            actuator: "sim".into(),
+            policy: "fixed".into(),
+            gpu: "3".into(),
+        };
+    })
+    .await;
+    let base = format!("http://{}", gw.addr());
+    let url = format!("{base}/v1/completions");
+    let page =
+        || async { client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap() };
+    assert!(!page().await.contains("energyllm_slo_attainment_ratio"), "no attainment before any request");
+    let mut bad = body(false, 2, 1);
+    bad["client_error"] = json!(true);
+    for _ in 0..3 {
+        let r = client().post(&url).json(&bad).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    // With a batch cap of 1, a slot held by a client error would stall this one.
+    let r = client().post(&url).json(&body(false, 3, 1)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let big = json!({"prompt": "x".repeat(10_000), "max_tokens": 1});
+    let r = client().post(&url).json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "request_too_large", "{v}");
+    let models: Value = client().get(format!("{base}/v1/models")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(models["data"][0]["id"], "fake");
+
+    let text = page().await;
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("energyllm_requests_client_errors_total "), 4.0, "3 from upstream, 1 too large");
+    assert_eq!(value("energyllm_requests_failed_total "), 0.0);
+    assert_eq!(value("energyllm_slo_attainment_ratio "), 1.0);
+    assert_eq!(value("energyllm_e2e_seconds_count "), 1.0);
+    assert_eq!(value("energyllm_queue_wait_seconds_count "), 4.0, "every admitted request waited");
+    assert!(value("energyllm_ttft_seconds_bucket{le=\"+Inf\"} ") == 1.0);
+    assert!(text.contains("energyllm_build_info{version=\""), "{text}");
+    assert!(text.contains("actuator=\"sim\",policy=\"fixed\",gpu=\"3\"} 1"), "{text}");
+    assert!(text.contains("energyllm_power_watts{gpu=\"3\"} "), "{text}");
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    assert_eq!((report.completed, report.failed), (1, 0));
 }

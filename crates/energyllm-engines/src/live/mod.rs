@@ -16,7 +16,9 @@ pub mod sse;
 pub mod upstream;
 
 pub use actuate::{sim_actuator, ActuatorSetup, AtomicF64};
-pub use gateway::{start, GatewayConfig, GatewayError, GatewayHandle, GatewayMetrics, GatewayReport};
+pub use gateway::{
+    start, AccessLog, GatewayConfig, GatewayError, GatewayHandle, GatewayMetrics, GatewayReport, Identity,
+};
 pub use prom::{Histogram, Metrics};
 pub use upstream::{
     fetch_slots, Completion, EngineKind, HttpEngine, HttpEngineConfig, SlotsState, UpstreamLatency,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use super::metrics::Identity;
 use crate::live::upstream::EngineKind;
 
 /// Settings of the gateway.
@@ -31,6 +32,56 @@ pub struct GatewayConfig {
     pub api_key: Option<String>,
     /// Decide and report, but change no clock. Default: false.
     pub dry_run: bool,
+    /// Seconds a client has to send a request's headers, from connecting or from the end of its
+    /// previous request (slow-header clients are cut off). Default: 10.
+    pub header_read_timeout_s: f64,
+    /// Seconds a keep-alive connection may sit with no request in progress. Default: 60.
+    pub idle_timeout_s: f64,
+    /// Seconds the upstream may stay silent in the middle of an answer before the gateway ends
+    /// it with an error. Default: 60.
+    pub stream_idle_timeout_s: f64,
+    /// Seconds a request may take from arrival to the end of its answer, queue included.
+    /// Default: 900.
+    pub request_timeout_s: f64,
+    /// Client connections served at once; more are answered 503 and closed. Keep it below the
+    /// process's open-file limit, which also holds one upstream connection per request in
+    /// flight. Default: 512.
+    pub max_connections: usize,
+    /// Largest request body accepted, in bytes; larger ones get a JSON 413. Default: 8 MiB.
+    pub max_body_bytes: usize,
+    /// Seconds over which `energyllm_slo_attainment_ratio` is computed. Default: 300.
+    pub slo_window_s: f64,
+    /// What `/metrics` reports as the actuator, policy and GPU.
+    pub identity: Identity,
+    /// The level of the access log's line per request (target `energyllm::access`). Default:
+    /// info.
+    pub access_log: AccessLog,
+}
+
+/// The level of the access log's lines, or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessLog {
+    /// No access log.
+    Off,
+    /// At `info`.
+    #[default]
+    Info,
+    /// At `debug`.
+    Debug,
+}
+
+impl AccessLog {
+    /// Every value, for help texts.
+    pub const ALL: [AccessLog; 3] = [AccessLog::Off, AccessLog::Info, AccessLog::Debug];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccessLog::Off => "off",
+            AccessLog::Info => "info",
+            AccessLog::Debug => "debug",
+        }
+    }
 }
 
 impl GatewayConfig {
@@ -48,6 +99,15 @@ impl GatewayConfig {
             metrics_interval_s: 1.0,
             api_key: None,
             dry_run: false,
+            header_read_timeout_s: 10.0,
+            idle_timeout_s: 60.0,
+            stream_idle_timeout_s: 60.0,
+            request_timeout_s: 900.0,
+            max_connections: 512,
+            max_body_bytes: 8 << 20,
+            slo_window_s: 300.0,
+            identity: Identity::default(),
+            access_log: AccessLog::Info,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The controller task: owns the [`Controller`], feeds it what the handlers and the poller
 //! report, and carries out its commands with tokio time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use energyllm_core::{Command, Controller, Event, Request, RequestId, Telemetry, Timestamp};
 
+use super::access::AccessLine;
 use super::energy::{account_energy, EnergyBook};
 use super::{GatewayConfig, GatewayMetrics};
 use crate::live::actuate::{ActuatorReport, ActuatorThread, AtomicF64};
@@ -22,11 +23,11 @@ pub(super) enum Msg {
         go: oneshot::Sender<Arc<AtomicF64>>,
     },
     FirstToken(RequestId),
-    /// A request ended (with its output tokens, or `None` when it failed or was cancelled);
-    /// `booked` hears its final energy once the energy up to this instant is booked.
+    /// A request ended; `booked` hears its final energy once the energy up to this instant is
+    /// booked.
     Done {
         id: RequestId,
-        output_tokens: Option<u32>,
+        outcome: Outcome,
         booked: Option<oneshot::Sender<f64>>,
     },
     /// The energy booked to a running request up to this instant.
@@ -37,6 +38,60 @@ pub(super) enum Msg {
     Telemetry {
         kv_usage_frac: Option<f64>,
     },
+}
+
+/// How an admitted request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Answered, with this many output tokens.
+    Completed(u32),
+    /// The upstream failed it (error status, unreachable, timeout, broken stream): an SLO miss.
+    Failed,
+    /// The upstream refused it as the client's mistake (4xx): not the server's miss.
+    ClientError,
+    /// The client went away first.
+    Cancelled,
+}
+
+impl Outcome {
+    fn name(self) -> &'static str {
+        match self {
+            Outcome::Completed(_) => "completed",
+            Outcome::Failed => "failed",
+            Outcome::ClientError => "client_error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The SLO attainment of the requests that ended in the last `window`: completed ones count by
+/// their latency, failed ones as misses; client errors and cancellations do not count.
+struct SloWindow {
+    window: Duration,
+    ended: VecDeque<(Instant, bool)>,
+    met: usize,
+}
+
+impl SloWindow {
+    fn push(&mut self, now: Instant, met: bool) {
+        self.ended.push_back((now, met));
+        self.met += usize::from(met);
+    }
+    /// Drops what fell out of the window and returns the share met (NaN when none ended).
+    fn ratio(&mut self, now: Instant) -> f64 {
+        while let Some(&(t, met)) = self.ended.front() {
+            if now.duration_since(t) <= self.window {
+                break;
+            }
+            self.ended.pop_front();
+            self.met -= usize::from(met);
+        }
+        if self.ended.is_empty() {
+            f64::NAN
+        } else {
+            self.met as f64 / self.ended.len() as f64
+        }
+    }
 }
 
 /// A request in flight: the energy booked to it so far and when it arrived.
@@ -66,6 +121,8 @@ pub(super) async fn run_controller(
     let readings = Arc::clone(actuator.readings());
     let mut book = EnergyBook { last_t: Instant::now(), last_counter_j: readings.energy_j.get() };
     let mut decisions = controller.stats().decisions;
+    let mut window =
+        SloWindow { window: Duration::from_secs_f64(config.slo_window_s), ended: VecDeque::new(), met: 0 };
     // Due at time zero: the first decision.
     controller.handle(Timestamp::ZERO, Event::Tick);
     loop {
@@ -83,6 +140,7 @@ pub(super) async fn run_controller(
                         };
                         metrics.queued.fetch_sub(1, Ordering::Relaxed);
                         if admitted {
+                            metrics.queue_wait_s.observe(now.duration_since(arrival).as_secs_f64());
                             in_flight.insert(r.id, Tracked { energy, arrival, first_token: None });
                         } else {
                             // The client left while queued: end it at once so the slot frees.
@@ -112,6 +170,7 @@ pub(super) async fn run_controller(
             metrics.shield_overrides.store(controller.stats().policy_overrides, Ordering::Relaxed);
             actuator.decided();
         }
+        metrics.slo_window_ratio.set(window.ratio(now));
         let deadline = controller.poll_timeout().map(|t| epoch + Duration::from_nanos(t.as_nanos()));
         let msg = tokio::select! {
             m = rx.recv() => match m {
@@ -143,25 +202,51 @@ pub(super) async fn run_controller(
                     let _ = reply.send(t.energy.get());
                 }
             }
-            Some(Msg::Done { id, output_tokens, booked }) => {
+            Some(Msg::Done { id, outcome, booked }) => {
                 if let Some(t) = in_flight.remove(&id) {
-                    metrics.request_energy_j.add(t.energy.get());
+                    let energy_j = t.energy.get();
+                    metrics.request_energy_j.add(energy_j);
                     if let Some(reply) = booked {
-                        let _ = reply.send(t.energy.get());
+                        let _ = reply.send(energy_j);
                     }
-                    if let Some(out) = output_tokens {
-                        let e2e_s = now.duration_since(t.arrival).as_secs_f64();
-                        // Without a streamed first token the whole answer came at once.
-                        let ttft_s =
-                            t.first_token.map_or(e2e_s, |f| f.duration_since(t.arrival).as_secs_f64());
-                        let tpot_s = (out > 1).then(|| (e2e_s - ttft_s) / f64::from(out - 1));
-                        if slo.is_met(e2e_s, ttft_s, tpot_s) {
-                            metrics.slo_met.fetch_add(1, Ordering::Relaxed);
+                    let e2e_s = now.duration_since(t.arrival).as_secs_f64();
+                    // Without a streamed first token the whole answer came at once.
+                    let ttft_s = t.first_token.map_or(e2e_s, |f| f.duration_since(t.arrival).as_secs_f64());
+                    match outcome {
+                        Outcome::Completed(out) => {
+                            let tpot_s = (out > 1).then(|| (e2e_s - ttft_s) / f64::from(out - 1));
+                            let met = slo.is_met(e2e_s, ttft_s, tpot_s);
+                            metrics.slo_met.fetch_add(u64::from(met), Ordering::Relaxed);
+                            window.push(now, met);
+                            metrics.ttft_s.observe(ttft_s);
+                            metrics.e2e_s.observe(e2e_s);
+                            if let Some(tpot) = tpot_s {
+                                metrics.tpot_s.observe(tpot);
+                            }
+                            controller.handle(ts, Event::Completed { id, output_tokens: out });
                         }
-                        controller.handle(ts, Event::Completed { id, output_tokens: out });
-                    } else {
-                        controller.handle(ts, Event::Rejected(id));
+                        Outcome::Failed => {
+                            window.push(now, false);
+                            controller.handle(ts, Event::Rejected(id));
+                        }
+                        Outcome::ClientError | Outcome::Cancelled => {
+                            controller.handle(ts, Event::Rejected(id))
+                        }
                     }
+                    let tokens = match outcome {
+                        Outcome::Completed(n) => n,
+                        _ => 0,
+                    };
+                    let line = AccessLine {
+                        id: Some(id.0),
+                        outcome: outcome.name(),
+                        status: None,
+                        output_tokens: tokens,
+                        ttft_s,
+                        e2e_s,
+                        energy_j,
+                    };
+                    super::access::log(config.access_log, &line);
                 }
                 let n = in_flight.len();
                 readings.running.store(n, Ordering::Relaxed);

@@ -1,12 +1,15 @@
-//! The axum handlers: `/health`, `/metrics` and the OpenAI endpoints, which check the token,
-//! queue, wait for the controller's go, forward upstream and pass the answer back.
+//! The axum handlers: `/health` (alive), `/ready` (fit to serve), `/metrics`, `/v1/models`
+//! (passed through) and the OpenAI completion endpoints, which check the token, queue, wait for
+//! the controller's go, forward upstream and pass the answer back within the stream-idle and
+//! total-request timeouts.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,16 +17,18 @@ use axum::Router;
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant};
 use tower::ServiceExt as _;
 
 use energyllm_core::{Request, RequestId, Timestamp};
 
-use super::control::Msg;
+use super::access::AccessLine;
+use super::control::{Msg, Outcome};
 use super::upstream_service::{UpstreamCall, UpstreamService};
 use super::{GatewayConfig, GatewayMetrics};
 use crate::live::actuate::AtomicF64;
 use crate::live::sse::SseDecoder;
-use crate::live::upstream::{EngineKind, StreamAccumulator};
+use crate::live::upstream::{join_url, EngineKind, StreamAccumulator};
 
 /// What every handler shares.
 pub(super) struct Shared {
@@ -34,6 +39,9 @@ pub(super) struct Shared {
     pub(super) readings: Arc<crate::live::actuate::Readings>,
     pub(super) next_id: AtomicU64,
     pub(super) draining: AtomicBool,
+    /// For the calls that bypass admission (`/v1/models`).
+    pub(super) client: reqwest::Client,
+    pub(super) base: reqwest::Url,
 }
 
 /// The gateway's routes.
@@ -41,8 +49,11 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
         .route("/metrics", get(metrics_page))
         .route("/health", get(health))
+        .route("/ready", get(ready))
+        .layer(DefaultBodyLimit::max(shared.config.max_body_bytes))
         .with_state(shared)
 }
 
@@ -63,26 +74,31 @@ impl InFlight {
             let _ = self.tx.send(Msg::FirstToken(self.id));
         }
     }
-    fn end(&mut self, output_tokens: Option<u32>) {
-        self.end_with(output_tokens, None);
+    fn end(&mut self, outcome: Outcome) {
+        self.end_with(outcome, None);
     }
 
-    fn end_with(&mut self, output_tokens: Option<u32>, booked: Option<oneshot::Sender<f64>>) {
+    fn end_with(&mut self, outcome: Outcome, booked: Option<oneshot::Sender<f64>>) {
         if self.ended {
             return;
         }
         self.ended = true;
-        let counter = if output_tokens.is_some() { &self.metrics.completed } else { &self.metrics.failed };
+        let counter = match outcome {
+            Outcome::Completed(_) => &self.metrics.completed,
+            Outcome::Failed => &self.metrics.failed,
+            Outcome::ClientError => &self.metrics.client_errors,
+            Outcome::Cancelled => &self.metrics.cancelled,
+        };
         counter.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(Msg::Done { id: self.id, output_tokens, booked });
+        let _ = self.tx.send(Msg::Done { id: self.id, outcome, booked });
     }
 
     /// Ends the request and returns its final energy: the control task books the energy up to
     /// this instant before it answers, so the figure the client sees is the one the counters
     /// keep. `so_far` is the answer if the task is gone.
-    async fn end_booked(&mut self, output_tokens: Option<u32>, so_far: &AtomicF64) -> f64 {
+    async fn end_booked(&mut self, output_tokens: u32, so_far: &AtomicF64) -> f64 {
         let (tx, rx) = oneshot::channel();
-        self.end_with(output_tokens, Some(tx));
+        self.end_with(Outcome::Completed(output_tokens), Some(tx));
         rx.await.unwrap_or_else(|_| so_far.get())
     }
 
@@ -97,11 +113,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if !self.ended {
-            self.ended = true;
-            self.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
-            let _ = self.tx.send(Msg::Done { id: self.id, output_tokens: None, booked: None });
-        }
+        self.end(Outcome::Cancelled);
     }
 }
 
@@ -136,25 +148,121 @@ fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
     r
 }
 
-async fn health(State(s): State<Arc<Shared>>) -> Response {
-    if s.draining.load(Ordering::Relaxed) {
-        error_response(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down")
+/// Alive: the process answers. Whether it should get traffic is `/ready`'s question.
+async fn health() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// Fit to serve: not draining, the upstream's `/metrics` read recently (so the upstream is up
+/// and the controller sees its state), and the actuator sampling power with no failed clock
+/// change. 200 or 503, with each check and why it fails as JSON.
+async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    let m = &s.metrics;
+    let draining = s.draining.load(Ordering::Relaxed);
+    let fresh_ms = (3.0 * s.config.metrics_interval_s).max(5.0) * 1000.0;
+    let last = m.last_scrape_ok_ms.load(Ordering::Relaxed);
+    let age_ms = (m.started.elapsed().as_millis() as u64).saturating_sub(last);
+    let upstream = if last != u64::MAX && (age_ms as f64) <= fresh_ms {
+        Ok(())
     } else {
-        (StatusCode::OK, "ok\n").into_response()
-    }
+        let why = m.scrape_error.lock().ok().and_then(|e| e.clone());
+        Err(match (last, why) {
+            (_, Some(why)) => why,
+            (u64::MAX, None) => "the upstream's /metrics has not been read yet".to_owned(),
+            (_, None) => format!("the upstream's /metrics was last read {} s ago", age_ms / 1000),
+        })
+    };
+    let (power, errors) = (s.readings.power_w.get(), s.readings.errors.load(Ordering::Relaxed));
+    let actuator = if !power.is_finite() {
+        Err("the actuator has no power reading".to_owned())
+    } else if errors > 0 {
+        Err(format!("{errors} clock change(s) failed; see the log"))
+    } else {
+        Ok(())
+    };
+    let ok = !draining && upstream.is_ok() && actuator.is_ok();
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => json!("ok"),
+        Err(why) => json!(why),
+    };
+    let body = json!({
+        "ready": ok,
+        "draining": draining,
+        "upstream": check(&upstream),
+        "actuator": check(&actuator),
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_page(State(s): State<Arc<Shared>>) -> Response {
     let r = &s.readings;
-    let page = s.metrics.render(r.clock_mhz.load(Ordering::Relaxed), r.power_w.get(), s.config.dry_run);
+    let page = s.metrics.render(
+        r.clock_mhz.load(Ordering::Relaxed),
+        r.power_w.get(),
+        s.config.dry_run,
+        s.config.engine.name(),
+        &s.config.identity,
+    );
     ([("content-type", "text/plain; version=0.0.4")], page).into_response()
 }
 
-async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The upstream's model list, passed through (no admission: it costs the GPU nothing).
+async fn models(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let url = join_url(&s.base, "v1/models");
+    let timeout = Duration::from_secs_f64(s.config.upstream_timeout_s.min(10.0));
+    match s.client.get(&url).timeout(timeout).send().await {
+        Ok(r) => {
+            let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            match r.bytes().await {
+                Ok(b) => (status, [("content-type", "application/json")], b).into_response(),
+                Err(e) => upstream_unavailable(&format!("reading {url}: {e}")),
+            }
+        }
+        Err(e) => upstream_unavailable(&format!("GET {url}: {}", crate::live::upstream::error_chain(&e))),
+    }
+}
+
+/// A 502 that keeps the upstream's address out of the client's sight; the log has the detail.
+fn upstream_unavailable(detail: &str) -> Response {
+    tracing::warn!(detail, "upstream call failed");
+    error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream engine is unavailable")
+}
+
+/// Checks the bearer token, when one is configured: `None` to go on, or the 401 to answer.
+fn authorize(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let Some(key) = &s.config.api_key else { return None };
+    // The scheme is case-insensitive (RFC 9110); the token is compared exactly.
+    let ok = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.trim().split_once(' '))
+        .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim() == key);
+    (!ok).then(|| {
+        error_response(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <api key>")
+    })
+}
+
+/// A request refused before admission: counted (client errors) and logged on the access log.
+fn refused(s: &Shared, status: StatusCode, kind: &str, message: &str) -> Response {
+    if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        s.metrics.client_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    let line = AccessLine { outcome: kind, status: Some(status.as_u16()), ..AccessLine::default() };
+    super::access::log(s.config.access_log, &line);
+    error_response(status, kind, message)
+}
+
+type BodyResult = Result<Bytes, BytesRejection>;
+
+async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: BodyResult) -> Response {
     proxy(s, headers, body, "v1/completions").await
 }
 
-async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: BodyResult) -> Response {
     proxy(s, headers, body, "v1/chat/completions").await
 }
 
@@ -173,37 +281,41 @@ fn estimate_input_tokens(v: &Value) -> u32 {
     u32::try_from(chars.div_ceil(4).max(1)).unwrap_or(u32::MAX)
 }
 
-async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: Bytes, path: &'static str) -> Response {
-    if let Some(key) = &s.config.api_key {
-        // The scheme is case-insensitive (RFC 9110); the token is compared exactly.
-        let ok = headers
-            .get("authorization")
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.trim().split_once(' '))
-            .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim() == key);
-        if !ok {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send Authorization: Bearer <api key>",
-            );
-        }
+async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: BodyResult, path: &'static str) -> Response {
+    let deadline = Instant::now() + Duration::from_secs_f64(s.config.request_timeout_s);
+    if let Some(r) = authorize(&s, &headers) {
+        s.metrics.client_errors.fetch_add(1, Ordering::Relaxed);
+        let line = AccessLine { outcome: "unauthorized", status: Some(401), ..AccessLine::default() };
+        super::access::log(s.config.access_log, &line);
+        return r;
     }
     if s.draining.load(Ordering::Relaxed) {
         s.metrics.rejected_draining.fetch_add(1, Ordering::Relaxed);
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down");
+        return refused(&s, StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down");
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refused(
+                &s,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                &format!(
+                    "the body is over the gateway's limit of {} bytes (--max-body-bytes)",
+                    s.config.max_body_bytes
+                ),
+            )
+        }
+        Err(e) => return refused(&s, e.status(), "invalid_request", &e.body_text()),
+    };
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the body must be a JSON object",
-            )
+            return refused(&s, StatusCode::BAD_REQUEST, "invalid_request", "the body must be a JSON object")
         }
         Err(e) => {
-            return error_response(
+            return refused(
+                &s,
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 &format!("the body is not JSON: {e}"),
@@ -223,7 +335,8 @@ async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: Bytes, path: &'static s
     if prev >= s.config.max_queue {
         drop(place);
         s.metrics.rejected_queue_full.fetch_add(1, Ordering::Relaxed);
-        return error_response(
+        return refused(
+            &s,
             StatusCode::TOO_MANY_REQUESTS,
             "queue_full",
             &format!("the gateway queue is full ({} waiting); retry later", s.config.max_queue),
@@ -237,15 +350,17 @@ async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: Bytes, path: &'static s
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down");
     }
     place.armed = false;
-    let energy = match go_rx.await {
-        Ok(e) => e,
-        Err(_) => {
+    let energy = match tokio::time::timeout_at(deadline, go_rx).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(_)) => {
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining",
                 "the gateway is shutting down",
             )
         }
+        // Dropping the go channel makes the controller count it as cancelled at dispatch.
+        Err(_) => return request_timeout(&s),
     };
     let mut guard = InFlight {
         id,
@@ -256,31 +371,42 @@ async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: Bytes, path: &'static s
     };
 
     let call = UpstreamCall { path, body };
-    let resp = match s.upstream.clone().oneshot(call).await {
-        Ok(r) => r,
-        Err(e) => {
-            guard.end(None);
+    let resp = match tokio::time::timeout_at(deadline, s.upstream.clone().oneshot(call)).await {
+        Err(_) => {
+            guard.end(Outcome::Failed);
+            return request_timeout(&s);
+        }
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            guard.end(Outcome::Failed);
             return if e.is::<tower::timeout::error::Elapsed>() {
+                tracing::warn!(
+                    timeout_s = s.config.upstream_timeout_s,
+                    "the upstream sent no response headers in time"
+                );
                 error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream_timeout",
                     &format!("the upstream did not answer within {} s", s.config.upstream_timeout_s),
                 )
             } else {
-                error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable", &e.to_string())
+                upstream_unavailable(&e.to_string())
             };
         }
     };
     let status = resp.status();
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
-        guard.end(None);
         let snippet: String = text.chars().take(500).collect();
         if status.is_client_error() {
-            // The client's mistake (unknown model, bad parameter): pass it through as is.
+            // The client's mistake (unknown model, bad parameter): pass it through as is, and
+            // free its slot at once without counting an upstream failure.
+            guard.end(Outcome::ClientError);
             let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
             return (code, [("content-type", "application/json")], snippet).into_response();
         }
+        guard.end(Outcome::Failed);
+        tracing::warn!(status = status.as_u16(), body = %snippet, "the upstream answered an error");
         let (code, kind) = if status.as_u16() == 503 {
             (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded")
         } else {
@@ -288,11 +414,31 @@ async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: Bytes, path: &'static s
         };
         return error_response(code, kind, &format!("the upstream answered {status}: {snippet}"));
     }
+    let idle = Duration::from_secs_f64(s.config.stream_idle_timeout_s);
     if stream {
-        stream_through(resp, guard, energy, s.config.engine)
+        stream_through(resp, guard, energy, s.config.engine, Limits { idle, deadline })
     } else {
-        plain_through(resp, guard, energy, s.config.engine).await
+        plain_through(resp, guard, energy, s.config.engine, deadline).await
     }
+}
+
+fn request_timeout(s: &Shared) -> Response {
+    tracing::warn!(timeout_s = s.config.request_timeout_s, "a request ran past the total request timeout");
+    error_response(
+        StatusCode::GATEWAY_TIMEOUT,
+        "request_timeout",
+        &format!(
+            "the request ran past the gateway's {} s limit (--request-timeout)",
+            s.config.request_timeout_s
+        ),
+    )
+}
+
+/// How long an answer may take: upstream silence between chunks, and its end.
+#[derive(Clone, Copy)]
+struct Limits {
+    idle: Duration,
+    deadline: Instant,
 }
 
 async fn plain_through(
@@ -300,15 +446,20 @@ async fn plain_through(
     mut guard: InFlight,
     energy: Arc<AtomicF64>,
     kind: EngineKind,
+    deadline: Instant,
 ) -> Response {
-    let bytes = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            guard.end(None);
+    let bytes = match tokio::time::timeout_at(deadline, resp.bytes()).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            guard.end(Outcome::Failed);
+            return upstream_unavailable(&format!("reading the upstream answer: {e}"));
+        }
+        Err(_) => {
+            guard.end(Outcome::Failed);
             return error_response(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                &format!("reading the upstream answer: {e}"),
+                StatusCode::GATEWAY_TIMEOUT,
+                "request_timeout",
+                "the upstream's answer ran past the gateway's total request timeout (--request-timeout)",
             );
         }
     };
@@ -316,7 +467,8 @@ async fn plain_through(
     let mut v: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => {
-            guard.end(None);
+            guard.end(Outcome::Failed);
+            tracing::warn!(error = %e, "the upstream's answer is not JSON");
             return error_response(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
@@ -325,7 +477,7 @@ async fn plain_through(
         }
     };
     let tokens = crate::live::upstream::parse_plain(kind, &v).map(|c| c.output_tokens).unwrap_or(0);
-    let joules = guard.end_booked(Some(tokens), &energy).await;
+    let joules = guard.end_booked(tokens, &energy).await;
     if let Some(u) = v.get_mut("usage").and_then(Value::as_object_mut) {
         u.insert("energy_joules".into(), json!(joules));
     }
@@ -343,21 +495,27 @@ fn stream_through(
     guard: InFlight,
     energy: Arc<AtomicF64>,
     kind: EngineKind,
+    limits: Limits,
 ) -> Response {
     struct St {
-        upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        upstream: futures_util::stream::BoxStream<'static, Result<Bytes, String>>,
         decoder: SseDecoder,
         acc: StreamAccumulator,
         guard: InFlight,
         energy: Arc<AtomicF64>,
+        limits: Limits,
         finished: bool,
     }
     let st = St {
-        upstream: resp.bytes_stream().boxed(),
+        upstream: resp
+            .bytes_stream()
+            .map(|r| r.map_err(|e| format!("the upstream stream broke: {e}")))
+            .boxed(),
         decoder: SseDecoder::new(),
         acc: StreamAccumulator::new(kind),
         guard,
         energy,
+        limits,
         finished: false,
     };
     let body = futures_util::stream::unfold(st, |mut st| async move {
@@ -365,12 +523,26 @@ fn stream_through(
             return None;
         }
         loop {
-            let (events, end, error) = match st.upstream.next().await {
+            let Limits { idle, deadline } = st.limits;
+            let next = tokio::time::timeout_at(deadline.min(Instant::now() + idle), st.upstream.next()).await;
+            let next = match next {
+                Ok(n) => n,
+                Err(_) => {
+                    let why = if Instant::now() >= deadline {
+                        "the answer ran past the gateway's total request timeout".to_owned()
+                    } else {
+                        format!("the upstream sent nothing for {} s", idle.as_secs_f64())
+                    };
+                    tracing::warn!(reason = %why, "a stream was cut off");
+                    Some(Err(why))
+                }
+            };
+            let (events, end, error) = match next {
                 Some(Ok(chunk)) => match st.decoder.push(&chunk) {
                     Ok(evs) => (evs, false, None),
                     Err(e) => (Vec::new(), true, Some(e.to_string())),
                 },
-                Some(Err(e)) => (Vec::new(), true, Some(format!("the upstream stream broke: {e}"))),
+                Some(Err(e)) => (Vec::new(), true, Some(e)),
                 None => match st.decoder.finish() {
                     Ok(ev) => (ev.into_iter().collect(), true, None),
                     Err(e) => (Vec::new(), true, Some(e.to_string())),
@@ -410,11 +582,11 @@ fn stream_through(
             if let Some(m) = &error {
                 let ev = json!({"error": {"message": m, "type": "upstream_error"}});
                 out.push_str(&format!("data: {ev}\n\n"));
-                st.guard.end(None);
+                st.guard.end(Outcome::Failed);
                 st.finished = true;
             } else if end {
                 let tokens = st.acc.output_tokens();
-                st.guard.end(Some(tokens));
+                st.guard.end(Outcome::Completed(tokens));
                 st.finished = true;
             }
             if !out.is_empty() || st.finished {

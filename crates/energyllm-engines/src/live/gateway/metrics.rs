@@ -1,13 +1,16 @@
 //! The counters and gauges the gateway exports ([`GatewayMetrics`]) and the `/metrics` page
 //! they render to.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
+use super::histogram::{Histogram, SECONDS_BUCKETS, TPOT_BUCKETS};
 use crate::live::actuate::AtomicF64;
-use crate::live::prom::Histogram;
 
 /// Counters and gauges the gateway exports on `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GatewayMetrics {
     /// Requests waiting for admission.
     pub queued: AtomicUsize,
@@ -29,8 +32,14 @@ pub struct GatewayMetrics {
     pub completed: AtomicU64,
     /// Completed requests within the SLO.
     pub slo_met: AtomicU64,
-    /// Admitted requests that ended in an upstream error.
+    /// Share of the requests that ended in the last SLO window (completed or failed upstream)
+    /// that completed within the SLO; NaN while none ended in the window.
+    pub slo_window_ratio: AtomicF64,
+    /// Admitted requests that ended in an upstream error (5xx, unreachable, timeout, broken
+    /// stream).
     pub failed: AtomicU64,
+    /// Requests the client got wrong: bad JSON, too large, or refused by the upstream with 4xx.
+    pub client_errors: AtomicU64,
     /// Admitted requests whose client went away first.
     pub cancelled: AtomicU64,
     /// Requests turned away because the queue was full.
@@ -41,8 +50,29 @@ pub struct GatewayMetrics {
     pub energy_total_j: AtomicF64,
     /// Energy attributed to finished requests, in joules.
     pub request_energy_j: AtomicF64,
+    /// Requests turned away because the connection limit was reached.
+    pub rejected_connections: AtomicU64,
+    /// Connections open now.
+    pub connections: AtomicUsize,
+    /// Arrival to first token (the whole answer, when not streamed), in seconds.
+    pub ttft_s: Histogram,
+    /// Mean time per output token after the first, per request, in seconds.
+    pub tpot_s: Histogram,
+    /// Arrival to the end of the answer, in seconds.
+    pub e2e_s: Histogram,
+    /// Arrival to admission (time spent in the gateway's queue), in seconds.
+    pub queue_wait_s: Histogram,
     /// Requests the upstream reports running (from its `/metrics`).
     pub upstream_running: AtomicU64,
+    /// KV-cache use the upstream reports, as a fraction of its capacity (NaN until known).
+    pub upstream_kv_usage: AtomicF64,
+    /// Milliseconds from the gateway's start to the last successful read of the upstream's
+    /// `/metrics` (`u64::MAX` until one succeeds).
+    pub last_scrape_ok_ms: AtomicU64,
+    /// Why the last read of the upstream's `/metrics` failed, while it is failing.
+    pub scrape_error: Mutex<Option<String>>,
+    /// When the gateway started (the origin of `last_scrape_ok_ms`).
+    pub started: Instant,
     /// The upstream's own latency over the last window between two scrapes that saw requests
     /// (NaN until one has): time to first token and time between tokens, mean, p50 and p99, in
     /// seconds.
@@ -50,6 +80,56 @@ pub struct GatewayMetrics {
     /// The upstream's own totals at the last scrape (NaN until scraped, and where it exports
     /// none): prompt tokens, generated tokens, preemptions.
     pub upstream_totals: UpstreamTotals,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        GatewayMetrics {
+            queued: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            batch_cap: AtomicU64::new(0),
+            decided_clock_mhz: AtomicU64::new(0),
+            decisions: AtomicU64::new(0),
+            freq_switches: AtomicU64::new(0),
+            shield_overrides: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            slo_met: AtomicU64::new(0),
+            slo_window_ratio: AtomicF64::new(f64::NAN),
+            failed: AtomicU64::new(0),
+            client_errors: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            rejected_queue_full: AtomicU64::new(0),
+            rejected_draining: AtomicU64::new(0),
+            energy_total_j: AtomicF64::new(0.0),
+            request_energy_j: AtomicF64::new(0.0),
+            rejected_connections: AtomicU64::new(0),
+            connections: AtomicUsize::new(0),
+            ttft_s: Histogram::new(SECONDS_BUCKETS),
+            tpot_s: Histogram::new(TPOT_BUCKETS),
+            e2e_s: Histogram::new(SECONDS_BUCKETS),
+            queue_wait_s: Histogram::new(SECONDS_BUCKETS),
+            upstream_running: AtomicU64::new(0),
+            upstream_kv_usage: AtomicF64::new(f64::NAN),
+            last_scrape_ok_ms: AtomicU64::new(u64::MAX),
+            scrape_error: Mutex::new(None),
+            started: Instant::now(),
+            upstream_latency_s: UpstreamLatencyGauges::default(),
+            upstream_totals: UpstreamTotals::default(),
+        }
+    }
+}
+
+/// What `/metrics` says about this gateway beyond its counters: `energyllm_build_info`'s labels
+/// and the `gpu` label of the GPU's own series.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The actuator in use (`sim`, `nvml`, `amd`, `hwd`…): simulated figures say so.
+    pub actuator: String,
+    /// The policy spec.
+    pub policy: String,
+    /// Which GPU this gateway drives (the device index, or a name), for multi-GPU nodes.
+    pub gpu: String,
 }
 
 /// See [`GatewayMetrics::upstream_totals`].
@@ -86,7 +166,7 @@ impl Default for UpstreamLatencyGauges {
 const LATENCY_STATS: [&str; 3] = ["mean", "p50", "p99"];
 
 /// Stores a scrape window's mean, p50 and p99 into `gauges`; an empty window leaves them.
-pub(super) fn store_window(gauges: &[AtomicF64; 3], window: &Histogram) {
+pub(super) fn store_window(gauges: &[AtomicF64; 3], window: &crate::live::prom::Histogram) {
     if window.count <= 0.0 {
         return;
     }
@@ -98,14 +178,43 @@ pub(super) fn store_window(gauges: &[AtomicF64; 3], window: &Histogram) {
 
 impl GatewayMetrics {
     /// The `/metrics` page, in the Prometheus text format.
-    pub(super) fn render(&self, clock_mhz: u64, power_w: f64, dry_run: bool) -> String {
+    pub(super) fn render(
+        &self,
+        clock_mhz: u64,
+        power_w: f64,
+        dry_run: bool,
+        engine: &str,
+        id: &Identity,
+    ) -> String {
         let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
         let u = |v: &AtomicUsize| v.load(Ordering::Relaxed);
         let done = g(&self.completed);
-        let slo = if done == 0 { 1.0 } else { g(&self.slo_met) as f64 / done as f64 };
         let mut s = String::new();
+        let label = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let _ = write!(
+            s,
+            "# HELP energyllm_build_info The gateway's version and what it runs; always 1.\n\
+             # TYPE energyllm_build_info gauge\n\
+             energyllm_build_info{{version=\"{}\",engine=\"{}\",actuator=\"{}\",policy=\"{}\",gpu=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            label(engine),
+            label(&id.actuator),
+            label(&id.policy),
+            label(&id.gpu),
+        );
+        let gpu = format!("{{gpu=\"{}\"}}", label(&id.gpu));
         let mut line = |name: &str, kind: &str, help: &str, value: String| {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+            // The GPU's own series carry its label, so that a node's gateways can be told apart.
+            let labels = if name.starts_with("energyllm_clock")
+                || name.starts_with("energyllm_decided_clock")
+                || name.starts_with("energyllm_power")
+                || name == "energyllm_energy_joules_total"
+            {
+                gpu.as_str()
+            } else {
+                ""
+            };
+            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {value}\n");
         };
         line(
             "energyllm_queue_length",
@@ -119,6 +228,13 @@ impl GatewayMetrics {
             "Requests admitted to the upstream.",
             u(&self.in_flight).to_string(),
         );
+        line(
+            "energyllm_max_in_flight",
+            "gauge",
+            "The most requests ever in flight at once (never above the cap in force then).",
+            u(&self.max_in_flight).to_string(),
+        );
+        line("energyllm_connections", "gauge", "Client connections open.", u(&self.connections).to_string());
         line("energyllm_batch_cap", "gauge", "Batch cap in force.", g(&self.batch_cap).to_string());
         line("energyllm_clock_mhz", "gauge", "GPU clock the actuator reports.", clock_mhz.to_string());
         line(
@@ -163,8 +279,20 @@ impl GatewayMetrics {
         line(
             "energyllm_requests_failed_total",
             "counter",
-            "Admitted requests that failed upstream.",
+            "Admitted requests that failed upstream (5xx, unreachable, timeout, broken stream).",
             g(&self.failed).to_string(),
+        );
+        line(
+            "energyllm_requests_client_errors_total",
+            "counter",
+            "Requests the client got wrong (bad JSON, too large, or a 4xx from the upstream).",
+            g(&self.client_errors).to_string(),
+        );
+        line(
+            "energyllm_requests_slo_met_total",
+            "counter",
+            "Completed requests within every SLO target.",
+            g(&self.slo_met).to_string(),
         );
         line(
             "energyllm_requests_cancelled_total",
@@ -179,10 +307,41 @@ impl GatewayMetrics {
             g(&self.rejected_queue_full).to_string(),
         );
         line(
-            "energyllm_slo_attainment_ratio",
+            "energyllm_requests_rejected_draining_total",
+            "counter",
+            "Requests refused with 503 while draining.",
+            g(&self.rejected_draining).to_string(),
+        );
+        line(
+            "energyllm_connections_rejected_total",
+            "counter",
+            "Connections refused with 503 at the connection limit.",
+            g(&self.rejected_connections).to_string(),
+        );
+        let window = self.slo_window_ratio.get();
+        if window.is_finite() {
+            line(
+                "energyllm_slo_attainment_ratio",
+                "gauge",
+                "Requests ended in the SLO window (completed or failed upstream) that met the SLO.",
+                window.to_string(),
+            );
+        }
+        let kv = self.upstream_kv_usage.get();
+        if kv.is_finite() {
+            line(
+                "energyllm_upstream_kv_usage_ratio",
+                "gauge",
+                "KV-cache use the upstream reports, as a fraction of its capacity.",
+                kv.to_string(),
+            );
+        }
+        let last = g(&self.last_scrape_ok_ms);
+        line(
+            "energyllm_upstream_metrics_up",
             "gauge",
-            "Completed requests within the SLO.",
-            slo.to_string(),
+            "1 when the last read of the upstream's /metrics succeeded.",
+            u8::from(self.scrape_error.lock().is_ok_and(|e| e.is_none()) && last != u64::MAX).to_string(),
         );
         line(
             "energyllm_upstream_running",
@@ -203,6 +362,30 @@ impl GatewayMetrics {
                 line(name, "counter", help, v.to_string());
             }
         }
+        for (h, name, help) in [
+            (
+                &self.ttft_s,
+                "energyllm_ttft_seconds",
+                "Arrival to first token (the whole answer when not streamed).",
+            ),
+            (
+                &self.tpot_s,
+                "energyllm_tpot_seconds",
+                "Mean time per output token after the first, per request.",
+            ),
+            (
+                &self.e2e_s,
+                "energyllm_e2e_seconds",
+                "Arrival to the end of the answer, per completed request.",
+            ),
+            (
+                &self.queue_wait_s,
+                "energyllm_queue_wait_seconds",
+                "Arrival to admission upstream, per admitted request.",
+            ),
+        ] {
+            h.render(&mut s, name, help);
+        }
         for (name, what, gauges) in [
             ("energyllm_upstream_ttft_seconds", "time to first token", &self.upstream_latency_s.ttft),
             ("energyllm_upstream_itl_seconds", "time between output tokens", &self.upstream_latency_s.itl),
@@ -216,11 +399,12 @@ impl GatewayMetrics {
             if values.is_empty() {
                 continue;
             }
-            s.push_str(&format!(
+            let _ = write!(
+                s,
                 "# HELP {name} The upstream's own {what} over its last scrape window with requests.\n# TYPE {name} gauge\n"
-            ));
+            );
             for (stat, v) in values {
-                s.push_str(&format!("{name}{{stat=\"{stat}\"}} {v}\n"));
+                let _ = writeln!(s, "{name}{{stat=\"{stat}\"}} {v}");
             }
         }
         s

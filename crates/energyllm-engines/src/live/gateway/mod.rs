@@ -18,32 +18,36 @@
 //! - **the actuator thread** ([`super::actuate`]): clock changes and power readings, off the
 //!   request path, inside a `ClockGuard`.
 //!
-//! Shutdown (SIGINT/SIGTERM in `energyllm serve`, or [`GatewayHandle::shutdown`]): new requests
-//! get 503, in-flight ones drain within `drain_timeout_s`, then the actuator thread restores the
-//! clocks.
+//! Shutdown (SIGINT/SIGTERM in `energyllm serve`, or [`GatewayHandle::shutdown`]): the gateway
+//! keeps accepting connections but answers new requests 503 (and `/ready` 503, so load
+//! balancers look elsewhere) while those queued and in flight finish, within `drain_timeout_s`;
+//! then it closes its connections and the actuator thread restores the clocks.
 //!
-//! One job a file: `config.rs` (the settings and the errors), `metrics.rs` (the counters and
-//! gauges, and the `/metrics` page), `handlers.rs` (the axum handlers and the pass-through of
+//! One job a file: `config.rs` (the settings and the errors), `server.rs` (the accept loop and
+//! the connection limits), `access.rs` (the access log), `metrics.rs` (the counters and gauges, and the `/metrics` page),
+//! `histogram.rs` (latency histograms), `handlers.rs` (the axum handlers and the pass-through of
 //! answers), `upstream_service.rs` (the tower service for the upstream call), `control.rs` (the
 //! controller task), `energy.rs` (the split of measured energy over the requests in flight) and
 //! `poller.rs` (the scraper of the upstream's `/metrics` and `/slots`). This file holds the entry
 //! points: [`start`], [`GatewayHandle`] and [`shutdown_signal`].
 
+mod access;
 mod config;
 mod control;
 mod energy;
 mod handlers;
+mod histogram;
 mod metrics;
 mod poller;
+mod server;
 mod upstream_service;
 
-use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use energyllm_core::Controller;
 
@@ -54,8 +58,9 @@ use handlers::Shared;
 use poller::poll_upstream_metrics;
 use upstream_service::Upstream;
 
-pub use config::{GatewayConfig, GatewayError};
-pub use metrics::{GatewayMetrics, UpstreamLatencyGauges, UpstreamTotals};
+pub use config::{AccessLog, GatewayConfig, GatewayError};
+pub use histogram::Histogram as LatencyHistogram;
+pub use metrics::{GatewayMetrics, Identity, UpstreamLatencyGauges, UpstreamTotals};
 
 /// What the gateway did, returned when it stops.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,10 +117,17 @@ pub async fn start(
 ) -> Result<GatewayHandle, GatewayError> {
     let check = |ok: bool, m: &str| if ok { Ok(()) } else { Err(GatewayError::Config(m.to_owned())) };
     check(config.max_queue >= 1, "max_queue must be ≥ 1")?;
+    check(config.max_connections >= 1, "max_connections must be ≥ 1")?;
+    check(config.max_body_bytes >= 1, "max_body_bytes must be ≥ 1")?;
     for (v, name) in [
         (config.upstream_timeout_s, "upstream_timeout_s"),
         (config.drain_timeout_s, "drain_timeout_s"),
         (config.metrics_interval_s, "metrics_interval_s"),
+        (config.header_read_timeout_s, "header_read_timeout_s"),
+        (config.idle_timeout_s, "idle_timeout_s"),
+        (config.stream_idle_timeout_s, "stream_idle_timeout_s"),
+        (config.request_timeout_s, "request_timeout_s"),
+        (config.slo_window_s, "slo_window_s"),
     ] {
         check(v.is_finite() && v > 0.0, &format!("{name} must be a positive number of seconds, got {v}"))?;
     }
@@ -149,6 +161,8 @@ pub async fn start(
         readings: Arc::clone(actuator.readings()),
         next_id: AtomicU64::new(0),
         draining: AtomicBool::new(false),
+        client: client.clone(),
+        base: base.clone(),
     });
     let app = handlers::router(Arc::clone(&shared));
 
@@ -166,33 +180,42 @@ pub async fn start(
         config.metrics_interval_s,
     ));
 
+    let limits = server::Limits {
+        header_read: Duration::from_secs_f64(config.header_read_timeout_s),
+        idle: Duration::from_secs_f64(config.idle_timeout_s),
+        max_connections: config.max_connections,
+    };
+    let (stop_serving, serving) = watch::channel(false);
+    // After the drain, connections get a moment to finish writing before they are closed.
+    let grace = Duration::from_secs(1);
+    let server = tokio::spawn(server::serve(listener, app, limits, Arc::clone(&metrics), serving, grace));
+
     let task = tokio::spawn(async move {
-        let (drain_tx, drain_rx) = oneshot::channel::<()>();
-        let s = Arc::clone(&shared);
-        let signal = async move {
-            let _ = shutdown_rx.await;
-            s.draining.store(true, Ordering::Relaxed);
-            let _ = drain_tx.send(());
-        };
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-        let mut server = Box::pin(server.into_future());
-        let served = tokio::select! {
-            r = &mut server => Some(r),
-            _ = drain_rx => {
-                let drain = Duration::from_secs_f64(shared.config.drain_timeout_s);
-                tokio::time::timeout(drain, &mut server).await.ok()
+        // A dropped handle counts as a shutdown request too.
+        let _ = shutdown_rx.await;
+        shared.draining.store(true, Ordering::Relaxed);
+        let drain = Duration::from_secs_f64(shared.config.drain_timeout_s);
+        let left = || metrics.in_flight.load(Ordering::Relaxed) + metrics.queued.load(Ordering::Relaxed);
+        tracing::info!(requests_left = left(), drain_timeout_s = drain.as_secs_f64(), "draining");
+        let deadline = tokio::time::Instant::now() + drain;
+        let abandoned = loop {
+            let n = left();
+            if n == 0 || tokio::time::Instant::now() >= deadline {
+                break n;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let abandoned = match served {
-            Some(Err(e)) => return Err(GatewayError::Serve(e)),
-            Some(Ok(())) => 0,
-            None => metrics.in_flight.load(Ordering::Relaxed) + metrics.queued.load(Ordering::Relaxed),
-        };
+        if abandoned > 0 {
+            tracing::warn!(abandoned, "the drain timed out; closing the connections of the requests left");
+        }
+        let _ = stop_serving.send(true);
+        if let Err(e) = server.await {
+            return Err(GatewayError::Serve(std::io::Error::other(e.to_string())));
+        }
         poller.abort();
         // Drained (or out of time): stop the controller task, which stops the actuator thread,
-        // which restores the clocks. Connections still open after a timed-out drain see their
-        // requests fail.
-        drop(server);
+        // which restores the clocks. Connections still open after a timed-out drain were closed,
+        // so their requests failed.
         drop(shared);
         let _ = stop_tx.send(());
         let actuator_report = match controller_task.await {

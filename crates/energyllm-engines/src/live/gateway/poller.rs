@@ -30,11 +30,9 @@ pub(super) async fn poll_upstream_metrics(
     let mut use_slots = engine == EngineKind::Llamacpp;
     loop {
         tick.tick().await;
-        let page = match client.get(&url).timeout(Duration::from_secs(2)).send().await {
-            Ok(r) if r.status().is_success() => r.text().await.ok(),
-            _ => None,
-        };
-        let parsed = page.and_then(|p| Metrics::parse(&p).ok());
+        let scraped = scrape(&client, &url, engine).await;
+        note_scrape(&metrics, scraped.as_ref().err());
+        let parsed = scraped.ok();
         let mut state = parsed.as_ref().and_then(|m| engine.state_from_metrics(m).ok());
         if let Some(m) = &parsed {
             let latency = engine.latency_from_metrics(m);
@@ -67,9 +65,55 @@ pub(super) async fn poll_upstream_metrics(
         }
         if let Some(s) = state {
             metrics.upstream_running.store(u64::from(s.running), Ordering::Relaxed);
+            metrics.upstream_kv_usage.set(s.kv_usage_frac);
         }
         if tx.send(Msg::Telemetry { kv_usage_frac: state.map(|s| s.kv_usage_frac) }).is_err() {
             return;
+        }
+    }
+}
+
+/// One read of the upstream's `/metrics`, or why it failed, in words an operator can act on.
+async fn scrape(client: &reqwest::Client, url: &str, engine: EngineKind) -> Result<Metrics, String> {
+    let r = client.get(url).timeout(Duration::from_secs(2)).send().await.map_err(|e| {
+        format!("cannot reach the upstream's /metrics: {}", crate::live::upstream::error_chain(&e))
+    })?;
+    let status = r.status();
+    if !status.is_success() {
+        let hint = match (engine, status.as_u16()) {
+            (EngineKind::Llamacpp, 501 | 404) => " (start llama-server with --metrics)",
+            _ => "",
+        };
+        return Err(format!("the upstream's /metrics answered {status}{hint}"));
+    }
+    let page = r.text().await.map_err(|e| format!("reading the upstream's /metrics: {e}"))?;
+    let m =
+        Metrics::parse(&page).map_err(|e| format!("the upstream's /metrics is not Prometheus text: {e}"))?;
+    engine.state_from_metrics(&m).map_err(|e| e.to_string())?;
+    Ok(m)
+}
+
+/// Records a scrape's result for `/ready` and `/metrics`, and logs when reading starts failing
+/// (the controller then runs without the engine's state) and when it recovers.
+fn note_scrape(metrics: &GatewayMetrics, error: Option<&String>) {
+    let Ok(mut last) = metrics.scrape_error.lock() else { return };
+    match error {
+        None => {
+            let ms = metrics.started.elapsed().as_millis().min(u128::from(u64::MAX - 1)) as u64;
+            metrics.last_scrape_ok_ms.store(ms, Ordering::Relaxed);
+            if last.take().is_some() {
+                tracing::info!("the upstream's /metrics reads again; the controller sees the engine's state");
+            }
+        }
+        Some(why) => {
+            if last.as_ref() != Some(why) {
+                tracing::warn!(
+                    reason = %why,
+                    "the upstream's metrics cannot be read; the controller runs without the engine's state \
+                     (queue, KV use) and /ready answers 503 until they can"
+                );
+            }
+            *last = Some(why.clone());
         }
     }
 }
