@@ -505,8 +505,25 @@ async fn the_grafana_dashboard_queries_only_exported_metrics() {
         }
     }
     assert!(queried.len() >= 10, "the dashboard queries {} metrics", queried.len());
+    // A histogram is queried through its `_bucket` series.
     let missing: Vec<_> = queried.iter().filter(|(_, n)| !exported.contains(n.as_str())).collect();
     assert!(missing.is_empty(), "queried but not exported: {missing:?}\npage:\n{page}");
+
+    // docs/gateway.md documents every family on the page, and the page has every documented
+    // family but those the engine may not report.
+    let families: std::collections::BTreeSet<&str> =
+        page.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let doc_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/gateway.md");
+    let doc = std::fs::read_to_string(doc_path).unwrap();
+    let rows: Vec<(&str, bool)> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `energyllm_"))
+        .filter_map(|l| Some((l.split('`').nth(1)?, l.contains("*when known*"))))
+        .collect();
+    let undocumented: Vec<_> = families.iter().filter(|f| !rows.iter().any(|(n, _)| n == *f)).collect();
+    assert!(undocumented.is_empty(), "exported but not in docs/gateway.md: {undocumented:?}");
+    let absent: Vec<_> = rows.iter().filter(|(n, maybe)| !maybe && !families.contains(n)).collect();
+    assert!(absent.is_empty(), "documented but not exported: {absent:?}");
 }
 
 /// A plain answer carries its final energy: what `x-energy-joules` says is exactly what the

@@ -46,6 +46,12 @@ impl Server {
 }
 
 async fn start_server() -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    start_server_on(port).await
+}
+
+/// Starts llama-server on `port` (a restart reuses its predecessor's).
+async fn start_server_on(port: u16) -> Server {
     let (bin, model) = (server_binary(), tiny_model());
     assert!(
         bin.is_file() && model.is_file(),
@@ -54,7 +60,6 @@ async fn start_server() -> Server {
         bin.display(),
         model.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log = std::env::temp_dir().join(format!("energyllm-llama-server-{port}.log"));
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(&bin)
@@ -100,11 +105,16 @@ fn request(id: u64, input_tokens: u32, output_tokens: u32) -> Request {
 }
 
 async fn gateway_for(upstream: &str, batch: u32) -> GatewayHandle {
+    gateway_with(upstream, batch, |_| {}).await
+}
+
+async fn gateway_with(upstream: &str, batch: u32, tweak: impl FnOnce(&mut GatewayConfig)) -> GatewayHandle {
     let mut cfg = GatewayConfig::new(EngineKind::Llamacpp, upstream);
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.metrics_interval_s = 0.1;
     cfg.drain_timeout_s = 10.0;
     cfg.connect_retries = 1;
+    tweak(&mut cfg);
     let ctl = ControllerConfig {
         initial: Some(Action { freq: Mhz(1410), batch }),
         decision_interval_s: Some(0.5),
@@ -301,9 +311,211 @@ async fn killing_the_server_mid_run_loses_no_admitted_request() {
     let r = client().post(&url).json(&json!({"prompt": "hi", "max_tokens": 4})).send().await.unwrap();
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("cannot connect"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("unavailable"), "{v}");
     gw.shutdown();
     let report = gw.join().await.unwrap();
     assert_eq!((report.completed, report.failed, report.abandoned), (0, 3, 0), "{report:?}");
     assert!(report.actuator.clocks_restored);
+}
+
+/// Under load, the server is killed and restarted on the same port: every request gets exactly
+/// one answer (success or a clear error), none hangs, `/ready` falls and rises with the server,
+/// and traffic flows again after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_and_restarted_under_load_answers_every_request_once() {
+    let mut server = start_server().await;
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let mut gw = gateway_for(&server.url, 2).await;
+    let base = format!("http://{}", gw.addr());
+    let ready = || async { client().get(format!("{base}/ready")).send().await.unwrap().status().as_u16() };
+    for _ in 0..100 {
+        if ready().await == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready().await, 200, "ready before the fault");
+    // Twelve clients, each sending requests back to back for the whole run.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for k in 0..12u64 {
+        let (url, stop) = (format!("{base}/v1/completions"), Arc::clone(&stop));
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let body = json!({"prompt": "hello", "max_tokens": 16 + k, "stream": k % 2 == 0});
+                let r = client().post(&url).json(&body).send().await.expect("every request gets an answer");
+                let status = r.status().as_u16();
+                let text = r.text().await.expect("every answer ends");
+                // A stream that broke mid-way says so in an error event.
+                let ok = status == 200 && !text.contains("upstream_error");
+                statuses.push((status, ok));
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let m = Arc::clone(gw.metrics());
+    wait_for("a failure to be counted", || m.failed.load(Ordering::SeqCst) > 0).await;
+    let mut down = 0;
+    for _ in 0..100 {
+        if ready().await == 503 {
+            down += 1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(down, 1, "/ready stayed 200 with the server dead");
+    let server = start_server_on(port).await;
+    let completed_at_restart = m.completed.load(Ordering::SeqCst);
+    wait_for("requests to complete after the restart", || {
+        m.completed.load(Ordering::SeqCst) > completed_at_restart + 5
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut answered = 0u64;
+    let mut ok = 0u64;
+    for c in clients {
+        let statuses =
+            tokio::time::timeout(Duration::from_secs(60), c).await.expect("a client hung").unwrap();
+        answered += statuses.len() as u64;
+        ok += statuses.iter().filter(|(_, ok)| *ok).count() as u64;
+        for (status, _) in statuses {
+            assert!([200, 502, 503, 504].contains(&status), "unexpected status {status}");
+        }
+    }
+    for _ in 0..100 {
+        if ready().await == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready().await, 200, "ready again after the restart");
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    // Each request was counted once: completed, failed or cancelled, nothing abandoned.
+    assert_eq!(report.completed + report.failed + report.cancelled, answered, "{report:?}");
+    assert_eq!(report.completed, ok, "{report:?}");
+    assert!(report.failed > 0 && report.abandoned == 0, "{report:?}");
+    drop(server);
+}
+
+/// A frozen server (SIGSTOP) holds a started stream: the gateway ends it with an error after
+/// the stream idle timeout, answers new requests within the upstream timeout, and serves again
+/// once the server thaws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_is_cut_off_by_the_timeouts() {
+    let server = start_server().await;
+    let mut gw = gateway_with(&server.url, 2, |c| {
+        c.stream_idle_timeout_s = 1.0;
+        c.upstream_timeout_s = 2.0;
+    })
+    .await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let body = json!({"prompt": "hello", "max_tokens": LONG, "ignore_eos": true, "stream": true});
+    let r = client().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut s = r.bytes_stream();
+    assert!(!s.next().await.unwrap().unwrap().is_empty());
+    let pid = server.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, pid.as_str()]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid} failed");
+    };
+    signal("-STOP");
+    let frozen_at = Instant::now();
+    let mut rest = Vec::new();
+    while let Some(Ok(chunk)) = s.next().await {
+        rest.extend_from_slice(&chunk);
+        assert!(frozen_at.elapsed() < Duration::from_secs(30), "the stream outlived the freeze");
+    }
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("the upstream sent nothing for 1 s"), "{text}");
+    // A new request reaches the frozen server (the kernel still accepts) and times out.
+    let r = client().post(&url).json(&json!({"prompt": "hi", "max_tokens": 4})).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    signal("-CONT");
+    let mut status = 0;
+    for _ in 0..20 {
+        let r = client().post(&url).json(&json!({"prompt": "hi", "max_tokens": 4})).send().await.unwrap();
+        status = r.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, 200, "the thawed server serves again");
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    assert!(report.failed >= 2 && report.completed >= 1, "{report:?}");
+}
+
+/// The energy identity against the real server: the energies the answers carry add up to the
+/// gateway's per-request counter within 1%, and that never exceeds the GPU's total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_the_booked_energy_within_one_percent() {
+    let server = start_server().await;
+    let gw = gateway_for(&server.url, 4).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    // Let the actuator take its first power readings.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tasks = Vec::new();
+    for k in 0..8u64 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"prompt": "hello there", "max_tokens": 24 + 8 * k});
+            let r = client().post(&url).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let header: f64 = r.headers()["x-energy-joules"].to_str().unwrap().parse().unwrap();
+            let v: Value = r.json().await.unwrap();
+            let in_body = v["usage"]["energy_joules"].as_f64().unwrap();
+            assert!((in_body - header).abs() <= 1e-9 * header.max(1.0), "{in_body} vs {header}");
+            header
+        }));
+    }
+    let mut sum = 0.0;
+    for t in tasks {
+        sum += t.await.unwrap();
+    }
+    let m = Arc::clone(gw.metrics());
+    let booked = m.request_energy_j.get();
+    assert!(sum > 0.0 && (sum - booked).abs() <= 0.01 * booked, "answers {sum} J, booked {booked} J");
+    assert!(booked <= m.energy_total_j.get() + 1e-9, "booked more than the GPU spent");
+    let mut gw = gw;
+    gw.shutdown();
+    gw.join().await.unwrap();
+}
+
+/// An idle flood beyond the connection cap leaves the gateway reachable: the extra connections
+/// get 503, the idle ones close after the idle timeout, and requests flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_flood_does_not_lock_clients_out() {
+    let server = start_server().await;
+    let mut gw = gateway_with(&server.url, 2, |c| {
+        c.max_connections = 32;
+        c.idle_timeout_s = 1.0;
+        c.header_read_timeout_s = 1.0;
+    })
+    .await;
+    let addr = gw.addr();
+    let mut flood = Vec::new();
+    for _ in 0..64 {
+        flood.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let m = Arc::clone(gw.metrics());
+    wait_for("the extra connections to be refused", || m.rejected_connections.load(Ordering::SeqCst) >= 32)
+        .await;
+    wait_for("the idle connections to close", || m.connections.load(Ordering::SeqCst) == 0).await;
+    let r = client()
+        .post(format!("http://{addr}/v1/completions"))
+        .json(&json!({"prompt": "hi", "max_tokens": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(flood);
+    gw.shutdown();
+    assert_eq!(gw.join().await.unwrap().completed, 1);
 }
