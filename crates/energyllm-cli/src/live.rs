@@ -298,6 +298,17 @@ pub struct LoadgenArgs {
     /// Directory for table.md, summary.json and requests.jsonl.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The GPU energy counter of an energyllm gateway at `target` (`energyllm_energy_joules_total`
+/// on its `/metrics`), or `None` when the target is not one or does not answer.
+async fn gateway_energy_j(client: &reqwest::Client, target: &str) -> Option<f64> {
+    let url = format!("{}/metrics", target.trim_end_matches('/'));
+    let page = client.get(url).timeout(Duration::from_secs(5)).send().await.ok()?.text().await.ok()?;
+    energyllm_engines::live::Metrics::parse(&page).ok()?.sum("energyllm_energy_joules_total")
 }
 
 /// Replays the workload against the target and prints the `eval` table.
@@ -326,13 +337,17 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
     // The target speaks the OpenAI API whatever is behind it.
     let engine = HttpEngine::new(EngineKind::Vllm, config)?;
     eprintln!("sending {} requests over {} s to {}", requests.len(), args.duration, args.target);
-    let (records, elapsed_s) = runtime()?.block_on(async move {
+    let bar = crate::progress::progress_bar(args.quiet, requests.len() as u64, "requests");
+    let metrics_client = reqwest::Client::new();
+    let target = args.target.clone();
+    let (records, elapsed_s, board_j) = runtime()?.block_on(async move {
+        let energy_before = gateway_energy_j(&metrics_client, &target).await;
         let start = tokio::time::Instant::now();
         let mut tasks = Vec::with_capacity(requests.len());
         for r in requests {
             let at = start + Duration::from_nanos(r.arrival.as_nanos());
             tokio::time::sleep_until(at).await;
-            let engine = engine.clone();
+            let (engine, bar) = (engine.clone(), bar.clone());
             tasks.push(tokio::spawn(async move {
                 let arrival_s = r.arrival.as_secs_f64();
                 let sent_s = start.elapsed().as_secs_f64();
@@ -350,6 +365,7 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
                     energy_j: energy,
                     preemptions: 0,
                 };
+                bar.inc(1);
                 match outcome {
                     Ok(c) => record(
                         RequestStatus::Completed,
@@ -359,7 +375,7 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
                         c.energy_j.unwrap_or(0.0),
                     ),
                     Err(e) => {
-                        eprintln!("request {} failed: {e}", r.id.0);
+                        bar.suspend(|| eprintln!("request {} failed: {e}", r.id.0));
                         record(RequestStatus::Rejected, end_s, end_s, 0, 0.0)
                     }
                 }
@@ -369,7 +385,11 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
         for t in tasks {
             records.push(t.await.context("a request task failed")?);
         }
-        anyhow::Ok((records, start.elapsed().as_secs_f64()))
+        let elapsed_s = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let energy_after = gateway_energy_j(&metrics_client, &target).await;
+        let board_j = energy_before.zip(energy_after).map(|(a, b)| b - a);
+        anyhow::Ok((records, elapsed_s, board_j))
     })?;
     if !records.is_empty() && records.iter().all(|r| r.status == RequestStatus::Rejected) {
         bail!(
@@ -379,8 +399,14 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
         );
     }
     let energy: f64 = records.iter().map(|r| r.energy_j).sum();
-    let totals =
-        RunTotals { busy_energy_j: energy, total_energy_j: energy, elapsed_s, ..RunTotals::default() };
+    // Board energy is the gateway's whole counter over the run (idle included), when the target
+    // is an energyllm gateway; otherwise it is not known, and the table says so.
+    let totals = RunTotals {
+        busy_energy_j: energy,
+        total_energy_j: board_j.unwrap_or(f64::NAN),
+        elapsed_s,
+        ..RunTotals::default()
+    };
     let summary = RunSummary::compute(&args.label, &slo, &records, &totals, 1);
     let table = markdown_table(std::slice::from_ref(&summary));
     print!("{table}");
@@ -388,6 +414,15 @@ pub fn run_loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
         eprintln!(
             "note: the target reported no energy (only the energyllm gateway does), so energy columns are 0"
         );
+    }
+    match board_j {
+        Some(j) => eprintln!(
+            "board energy: {j:.1} J on the gateway's counter over the run ({:.1} J attributed to requests)",
+            energy
+        ),
+        None => eprintln!(
+            "board energy: not known (the target exports no energyllm_energy_joules_total), shown as NaN"
+        ),
     }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

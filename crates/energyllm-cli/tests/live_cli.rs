@@ -64,6 +64,7 @@ fn serve_answers_502_for_a_dead_upstream_and_drains_on_sigterm() {
     let child = energyllm()
         .args(["serve", "--actuator", "sim", "--engine", "llamacpp", "--policy", "fixed:freq=1005,batch=2"])
         .args(["--upstream", &format!("http://127.0.0.1:{dead}"), "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--log-format", "json"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -98,5 +99,32 @@ fn serve_answers_502_for_a_dead_upstream_and_drains_on_sigterm() {
     let mut stderr = String::new();
     child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(exit.success(), "{exit}: {stderr}");
-    assert!(stderr.contains("draining") && stderr.contains("clocks restored"), "{stderr}");
+    // One JSON object a line: the startup summary, the warning that the upstream's metrics cannot
+    // be read, an access line per failed request, the drain and the stop with the clocks restored.
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| lines.iter().find(|l| pred(l)).cloned();
+    let start =
+        find(&|l| l["message"].as_str().is_some_and(|m| m.contains("serving"))).expect("a startup line");
+    assert_eq!(start["actuator"], "sim");
+    assert_eq!(start["max_connections"], 512);
+    assert!(find(
+        &|l| l["level"] == "WARN" && l["reason"].as_str().is_some_and(|r| r.contains("cannot reach"))
+    )
+    .is_some());
+    let access = find(&|l| l["target"] == "energyllm::access").expect("an access line");
+    assert_eq!(access["outcome"], "failed", "{access}");
+    assert!(find(&|l| l["message"] == "draining").is_some(), "{stderr}");
+    let stop = find(&|l| l["message"] == "stopped").expect("a stop line");
+    assert_eq!(stop["clocks"], "restored", "{stop}");
+}
+
+#[test]
+fn a_bad_log_filter_is_a_clear_error() {
+    let out = energyllm().args(["serve", "--actuator", "sim", "--log-level", "info,[bad"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--log-level info,[bad is not a tracing filter"), "{err}");
 }
