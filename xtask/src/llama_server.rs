@@ -53,7 +53,10 @@ fn venv_python(dir: &Path) -> anyhow::Result<PathBuf> {
         if is_root() && have("apt-get", "--version") {
             println!("installing python3-venv with apt-get (python3 cannot make a virtual environment)");
             run(Process::new("apt-get").arg("update"), "apt-get update")?;
-            run(Process::new("apt-get").args(["install", "-y", "python3-venv"]), "apt-get install python3-venv")?;
+            run(
+                Process::new("apt-get").args(["install", "-y", "python3-venv"]),
+                "apt-get install python3-venv",
+            )?;
         }
         if !make(&venv) {
             bail!(

@@ -65,31 +65,49 @@ impl Outcome {
 }
 
 /// The SLO attainment of the requests that ended in the last `window`: completed ones count by
-/// their latency, failed ones as misses; client errors and cancellations do not count.
+/// their latency, failed ones as misses; client errors and cancellations do not count. Counts
+/// are kept per second of the window, so memory stays bounded however high the rate.
 struct SloWindow {
     window: Duration,
-    ended: VecDeque<(Instant, bool)>,
-    met: usize,
+    origin: Instant,
+    /// (second since `origin`, requests met, requests ended), oldest first.
+    seconds: VecDeque<(u64, u64, u64)>,
+    met: u64,
+    ended: u64,
 }
 
 impl SloWindow {
-    fn push(&mut self, now: Instant, met: bool) {
-        self.ended.push_back((now, met));
-        self.met += usize::from(met);
+    fn new(window: Duration, origin: Instant) -> Self {
+        SloWindow { window, origin, seconds: VecDeque::new(), met: 0, ended: 0 }
     }
-    /// Drops what fell out of the window and returns the share met (NaN when none ended).
+    fn push(&mut self, now: Instant, met: bool) {
+        let second = now.duration_since(self.origin).as_secs();
+        match self.seconds.back_mut() {
+            Some((s, m, e)) if *s == second => {
+                *m += u64::from(met);
+                *e += 1;
+            }
+            _ => self.seconds.push_back((second, u64::from(met), 1)),
+        }
+        self.met += u64::from(met);
+        self.ended += 1;
+    }
+    /// Drops the seconds that fell out of the window and returns the share met (NaN when none
+    /// ended in it).
     fn ratio(&mut self, now: Instant) -> f64 {
-        while let Some(&(t, met)) = self.ended.front() {
-            if now.duration_since(t) <= self.window {
+        let oldest = now.duration_since(self.origin).saturating_sub(self.window).as_secs();
+        while let Some(&(second, m, e)) = self.seconds.front() {
+            if second >= oldest {
                 break;
             }
-            self.ended.pop_front();
-            self.met -= usize::from(met);
+            self.seconds.pop_front();
+            self.met -= m;
+            self.ended -= e;
         }
-        if self.ended.is_empty() {
+        if self.ended == 0 {
             f64::NAN
         } else {
-            self.met as f64 / self.ended.len() as f64
+            self.met as f64 / self.ended as f64
         }
     }
 }
@@ -121,8 +139,7 @@ pub(super) async fn run_controller(
     let readings = Arc::clone(actuator.readings());
     let mut book = EnergyBook { last_t: Instant::now(), last_counter_j: readings.energy_j.get() };
     let mut decisions = controller.stats().decisions;
-    let mut window =
-        SloWindow { window: Duration::from_secs_f64(config.slo_window_s), ended: VecDeque::new(), met: 0 };
+    let mut window = SloWindow::new(Duration::from_secs_f64(config.slo_window_s), epoch);
     // Due at time zero: the first decision.
     controller.handle(Timestamp::ZERO, Event::Tick);
     loop {
@@ -266,5 +283,26 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slo_window_forgets_what_left_it() {
+        let t0 = Instant::now();
+        let mut w = SloWindow::new(Duration::from_secs(10), t0);
+        assert!(w.ratio(t0).is_nan(), "nothing ended yet");
+        for k in 0..4 {
+            w.push(t0 + Duration::from_millis(100 * k), k % 2 == 0);
+        }
+        w.push(t0 + Duration::from_secs(5), false);
+        assert!((w.ratio(t0 + Duration::from_secs(6)) - 0.4).abs() < 1e-12);
+        // Twelve seconds on, the first second's requests are out; the miss at 5 s is not.
+        assert_eq!(w.ratio(t0 + Duration::from_secs(12)), 0.0);
+        assert_eq!(w.seconds.len(), 1);
+        assert!(w.ratio(t0 + Duration::from_secs(20)).is_nan());
     }
 }
