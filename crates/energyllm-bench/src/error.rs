@@ -56,6 +56,12 @@ pub enum Error {
     /// From the policies (training, checkpoints).
     #[error(transparent)]
     Policy(#[from] energyllm_policy::Error),
+    /// From fitting a model.
+    #[error(transparent)]
+    Models(#[from] energyllm_models::Error),
+    /// From a profile sweep.
+    #[error(transparent)]
+    Profile(#[from] crate::profiler::ProfileError),
     /// A report could not be serialised.
     #[error("writing {what}: {reason}")]
     Report {

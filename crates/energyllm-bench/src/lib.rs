@@ -36,6 +36,7 @@ pub mod html_report;
 pub mod optimize;
 pub mod paper_observations;
 mod parallel;
+pub mod planning;
 pub mod plots;
 pub mod profiler;
 pub mod report;

@@ -1,4 +1,4 @@
-//! `energyllm fit wilkins|gbt`.
+//! `energyllm fit wilkins|gbt|planning` (planning in `planning.rs`).
 //!
 //! - `fit wilkins` fits Wilkins et al.'s bilinear model per (model, system) on the
 //!   energy-inference CSVs and prints the paper's table layout beside the paper's R².
@@ -31,6 +31,10 @@ pub enum FitCommand {
     Wilkins(FitWilkinsArgs),
     /// Gradient-boosted trees for iteration latency and power, and the iteration-rate predictor.
     Gbt(FitGbtArgs),
+    /// Routing configs for planning: per-system energy and runtime models in a non-negative
+    /// physical form, fitted on a workload profile of the stack that will serve (simulated, or a
+    /// live engine's batch profile), with held-out errors.
+    Planning(crate::planning::FitPlanningArgs),
 }
 
 /// Arguments of `fit wilkins`.
@@ -79,6 +83,7 @@ pub fn run_fit(cmd: &FitCommand) -> anyhow::Result<()> {
     match cmd {
         FitCommand::Wilkins(args) => run_fit_wilkins(args),
         FitCommand::Gbt(args) => run_fit_gbt(args),
+        FitCommand::Planning(args) => crate::planning::run_fit_planning(args),
     }
 }
 
@@ -112,8 +117,9 @@ fn run_fit_wilkins(args: &FitWilkinsArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "Wilkins et al. model e = a0·tin + a1·tout + a2·tin·tout (no intercept), one fit per (model, system), \
-         {} inference rows from {}.",
+        "Reproduction of Wilkins et al.'s fits on their own measurements: e = a0·tin + a1·tout + a2·tin·tout (no \
+         intercept), one fit per (model, system), {} inference rows from {}. For routing plans, fit the stack \
+         that will serve with `energyllm fit planning`.",
         rows.len(),
         read.join(", ")
     );

@@ -43,6 +43,7 @@ pub mod live;
 pub mod models;
 pub mod observe;
 pub mod output;
+pub mod planning;
 pub mod profile;
 pub mod progress;
 pub mod record;

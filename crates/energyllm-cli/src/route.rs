@@ -21,11 +21,19 @@ pub const LLAMA2_EXAMPLE: &str = include_str!("../configs/route-llama2-energy-in
 /// The name `--config` accepts for [`LLAMA2_EXAMPLE`].
 pub const LLAMA2_EXAMPLE_NAME: &str = "llama2-energy-inference";
 
+/// The bundled planning example: Llama-2 7B/13B/70B and Llama-3.1-8B on simulated A100-80GBs,
+/// written by `energyllm fit planning` (see the file's header).
+pub const PLANNING_EXAMPLE: &str = include_str!("../configs/route-llama-a100-80gb.toml");
+
+/// The name `--config` accepts for [`PLANNING_EXAMPLE`].
+pub const PLANNING_EXAMPLE_NAME: &str = "llama-a100-80gb";
+
 /// Arguments of `route`.
 #[derive(Args, Clone, Debug)]
 pub struct RouteArgs {
-    /// Systems to route over: a TOML file with `[route]` settings and `[[system]]` tables, or
-    /// `llama2-energy-inference` for the bundled Llama-2 7B/13B/70B example.
+    /// Systems to route over: a TOML file with `[route]` settings and `[[system]]` tables (`fit
+    /// planning` writes one); `llama-a100-80gb` for the bundled planning example (fitted on the
+    /// simulator), or `llama2-energy-inference` for the reproduction of Wilkins et al.'s fits.
     #[arg(long, value_name = "FILE")]
     pub config: String,
     /// Query set: a lengths file or trace in any supported format, or a bundled name
@@ -46,12 +54,15 @@ pub struct RouteArgs {
 /// Reads a routing config from `spec` (a path, or the bundled example's name); errors name the
 /// file and the field.
 pub fn load_config(spec: &str) -> anyhow::Result<RouteConfig> {
-    let (name, text) = if spec == LLAMA2_EXAMPLE_NAME && !Path::new(spec).exists() {
-        (format!("{spec} (bundled)"), LLAMA2_EXAMPLE.to_owned())
-    } else {
-        let text = std::fs::read_to_string(spec)
-            .with_context(|| format!("reading routing config {spec} (or use `{LLAMA2_EXAMPLE_NAME}`)"))?;
-        (spec.to_owned(), text)
+    let bundled = [(LLAMA2_EXAMPLE_NAME, LLAMA2_EXAMPLE), (PLANNING_EXAMPLE_NAME, PLANNING_EXAMPLE)];
+    let (name, text) = match bundled.iter().find(|(n, _)| *n == spec) {
+        Some((_, text)) if !Path::new(spec).exists() => (format!("{spec} (bundled)"), (*text).to_owned()),
+        _ => {
+            let text = std::fs::read_to_string(spec).with_context(|| {
+                format!("reading routing config {spec} (or use `{PLANNING_EXAMPLE_NAME}` or `{LLAMA2_EXAMPLE_NAME}`)")
+            })?;
+            (spec.to_owned(), text)
+        }
     };
     let config: RouteConfig = toml::from_str(&text).with_context(|| format!("routing config {name}"))?;
     config.validate().with_context(|| format!("routing config {name}"))?;
@@ -145,6 +156,14 @@ pub fn run_route(args: &RouteArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if problem.extrapolated() > 0 {
+        let _ = writeln!(
+            text,
+            "note: {} (query, system) predictions are outside the lengths the system's model was fitted on \
+             (fitted_range): extrapolations; profile a wider grid to plan for them.",
+            problem.extrapolated()
+        );
+    }
     if problem.clamped() > 0 {
         let _ = writeln!(
             text,

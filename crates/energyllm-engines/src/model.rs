@@ -38,6 +38,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("llama-3.1-8b", include_str!("../profiles/llama-3.1-8b.toml")),
     ("qwen2.5-7b", include_str!("../profiles/qwen2.5-7b.toml")),
     ("llama-2-7b", include_str!("../profiles/llama-2-7b.toml")),
+    ("llama-2-13b", include_str!("../profiles/llama-2-13b.toml")),
     ("llama-2-70b-tp4", include_str!("../profiles/llama-2-70b-tp4.toml")),
     ("llama-2-70b-tp8", include_str!("../profiles/llama-2-70b-tp8.toml")),
 ];

@@ -45,6 +45,7 @@ pub mod iteration_rate;
 pub mod linear;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+pub mod planning;
 mod plugins;
 pub mod profile;
 pub mod route;
@@ -58,8 +59,9 @@ pub use file::{ModelFile, ModelMeta, SavedModel, TrainingSummary};
 pub use gbt::{cross_validate, CvReport, FittedGbt, GbtParams, GbtPerfModel, GbtPerfParams, TargetTransform};
 pub use iteration_rate::{IterationRateModel, IterationRateParams, Projection, RunningRequest};
 pub use linear::{ols_through_origin, OlsFit};
+pub use planning::{FitError, PhysicalForm, PlanningModel, PlanningParams, PlanningSample};
 pub use profile::{BatchProfileRow, IterationProfileRow, IterationTarget};
-pub use route::{group_queries, Assignment, QueryClass, RouteConfig, RouteProblem, RouteSystem};
+pub use route::{group_queries, Assignment, FittedRange, QueryClass, RouteConfig, RouteProblem, RouteSystem};
 pub use stats::Accuracy;
 pub use tree::TreeEnsemble;
 pub use wilkins::{WilkinsModel, WilkinsParams, WilkinsSample};

@@ -100,6 +100,35 @@ pub struct RouteSystem {
     /// Floor of the predicted runtime of one query, in seconds. Default: 0.
     #[serde(default)]
     pub min_runtime_s: f64,
+    /// Energy per batch that does not grow with the lengths (the planning models' per-request
+    /// term, times the batch), in joules. Default: 0, the Wilkins form.
+    #[serde(default)]
+    pub energy_intercept_j: f64,
+    /// Runtime per batch that does not grow with the lengths, in seconds. Default: 0.
+    #[serde(default)]
+    pub runtime_intercept_s: f64,
+    /// The prompt and output lengths the coefficients were fitted on. A query outside them is an
+    /// extrapolation, which `route` counts and reports. Default: none (nothing is flagged).
+    #[serde(default)]
+    pub fitted_range: Option<FittedRange>,
+}
+
+/// The grid of lengths a system's model was fitted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FittedRange {
+    /// Smallest and largest prompt length, in tokens.
+    pub input_tokens: [u32; 2],
+    /// Smallest and largest output length, in tokens.
+    pub output_tokens: [u32; 2],
+}
+
+impl FittedRange {
+    /// Whether a query lies inside the grid.
+    pub fn contains(&self, input_tokens: u32, output_tokens: u32) -> bool {
+        let inside = |v: u32, [lo, hi]: [u32; 2]| v >= lo && v <= hi;
+        inside(input_tokens, self.input_tokens) && inside(output_tokens, self.output_tokens)
+    }
 }
 
 fn one() -> u32 {
@@ -115,14 +144,23 @@ impl RouteSystem {
     }
 
     fn raw_energy_j(&self, input_tokens: u32, output_tokens: u32) -> f64 {
-        Bilinear { coefficients: self.energy_j }.eval(f64::from(input_tokens), f64::from(output_tokens))
+        (self.energy_intercept_j
+            + Bilinear { coefficients: self.energy_j }
+                .eval(f64::from(input_tokens), f64::from(output_tokens)))
             / f64::from(self.batch_size.max(1))
+    }
+
+    /// Whether a query lies outside the lengths the model was fitted on.
+    pub fn extrapolates(&self, input_tokens: u32, output_tokens: u32) -> bool {
+        self.fitted_range.is_some_and(|r| !r.contains(input_tokens, output_tokens))
     }
 
     /// Predicted runtime of one query's share of its batch, in seconds, floored at
     /// `min_runtime_s` (and at zero).
     pub fn runtime_per_query_s(&self, input_tokens: u32, output_tokens: u32) -> f64 {
-        (Bilinear { coefficients: self.runtime_s }.eval(f64::from(input_tokens), f64::from(output_tokens))
+        ((self.runtime_intercept_s
+            + Bilinear { coefficients: self.runtime_s }
+                .eval(f64::from(input_tokens), f64::from(output_tokens)))
             / f64::from(self.batch_size.max(1)))
         .max(self.min_runtime_s)
         .max(0.0)
@@ -186,6 +224,14 @@ impl RouteConfig {
             }
             if s.energy_j.iter().chain(&s.runtime_s).any(|v| !v.is_finite()) {
                 return Err(bad("energy_j/runtime_s", "must be finite numbers"));
+            }
+            if !(s.energy_intercept_j.is_finite() && s.runtime_intercept_s.is_finite()) {
+                return Err(bad("energy_intercept_j/runtime_intercept_s", "must be finite numbers"));
+            }
+            if let Some(r) = s.fitted_range {
+                if r.input_tokens[0] > r.input_tokens[1] || r.output_tokens[0] > r.output_tokens[1] {
+                    return Err(bad("fitted_range", "must list each range as [smallest, largest]"));
+                }
             }
             let floor_ok = |v: f64| v.is_finite() && v >= 0.0;
             if !(floor_ok(s.min_energy_j) && floor_ok(s.min_runtime_s)) {

@@ -20,6 +20,7 @@ pub struct RouteProblem {
     energy_ref_j: f64,
     quality_ref: f64,
     clamped: u64,
+    extrapolated: u64,
 }
 
 /// One solved assignment.
@@ -102,6 +103,7 @@ impl RouteProblem {
             ));
         }
         let mut clamped = 0;
+        let mut extrapolated = 0;
         let energy_j: Vec<Vec<f64>> = classes
             .iter()
             .map(|c| {
@@ -111,6 +113,9 @@ impl RouteProblem {
                     .map(|s| {
                         if s.raw_energy_j(c.input_tokens, c.output_tokens) < s.min_energy_j.max(0.0) {
                             clamped += c.count;
+                        }
+                        if s.extrapolates(c.input_tokens, c.output_tokens) {
+                            extrapolated += c.count;
                         }
                         s.energy_per_query_j(c.input_tokens, c.output_tokens)
                     })
@@ -127,7 +132,17 @@ impl RouteProblem {
                 (if mean > 0.0 { mean } else { 1.0 }, if best > 0.0 { best } else { 1.0 })
             }
         };
-        Ok(RouteProblem { config, classes, energy_j, bounds, total, energy_ref_j, quality_ref, clamped })
+        Ok(RouteProblem {
+            config,
+            classes,
+            energy_j,
+            bounds,
+            total,
+            energy_ref_j,
+            quality_ref,
+            clamped,
+            extrapolated,
+        })
     }
 
     /// The systems.
@@ -150,6 +165,11 @@ impl RouteProblem {
     /// or zero) and was raised to it.
     pub fn clamped(&self) -> u64 {
         self.clamped
+    }
+    /// (query, system) predictions outside the lengths the system's model was fitted on
+    /// (counted per query, over every system that has a `fitted_range`).
+    pub fn extrapolated(&self) -> u64 {
+        self.extrapolated
     }
     /// The settings of the config.
     pub fn settings(&self) -> &RouteSettings {

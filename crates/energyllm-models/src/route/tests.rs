@@ -19,6 +19,9 @@ fn system(name: &str, energy: [f64; 3], quality: f64) -> RouteSystem {
         max_queries: None,
         min_energy_j: 0.0,
         min_runtime_s: 0.0,
+        energy_intercept_j: 0.0,
+        runtime_intercept_s: 0.0,
+        fitted_range: None,
     }
 }
 
@@ -200,4 +203,21 @@ fn negative_predictions_are_floored_and_counted() {
     floored.min_energy_j = 2.5;
     assert_eq!(floored.energy_per_query_j(10, 10), 2.5);
     assert!(floored.energy_per_query_j(300, 300) > 2.5);
+}
+
+#[test]
+fn queries_outside_the_fitted_range_are_counted_not_floored() {
+    let mut a = system("a", [1.0, 2.0, 0.0], 1.0);
+    a.fitted_range = Some(FittedRange { input_tokens: [1, 100], output_tokens: [10, 100] });
+    a.energy_intercept_j = 5.0;
+    let b = system("b", [1.0, 1.0, 0.0], 2.0);
+    let classes = group_queries([(50, 50), (50, 50), (500, 50), (50, 5)]);
+    let p = RouteProblem::new(config(vec![a.clone(), b], false), classes).unwrap();
+    assert_eq!(p.extrapolated(), 2, "two queries lie outside a's grid; b has none");
+    assert_eq!(p.clamped(), 0);
+    // The intercept is part of the prediction: 5 + 50 + 100 per batch of 1.
+    assert_eq!(a.energy_per_query_j(50, 50), 155.0);
+    let mut bad = config(vec![a], false);
+    bad.system[0].fitted_range = Some(FittedRange { input_tokens: [100, 1], output_tokens: [1, 2] });
+    assert!(bad.validate().unwrap_err().to_string().contains("fitted_range"));
 }
