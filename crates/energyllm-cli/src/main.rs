@@ -64,6 +64,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     energyllm_models::link();
+    energyllm_hwd::link();
     let result = match cli.command {
         Command::Eval(args) => run_eval(&args),
         Command::List => list_plugins().map(|s| print!("{s}")),

@@ -128,3 +128,97 @@ fn a_bad_log_filter_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--log-level info,[bad is not a tracing filter"), "{err}");
 }
+
+/// The gateway actuates through the clock daemon and needs no privilege: `serve --actuator
+/// hwd:…` runs as `nobody` (when the test runs as root and `setpriv` is there), sets the clock
+/// through the daemon's socket, reports it on `/metrics`, and on SIGTERM leaves the device reset.
+#[test]
+fn serve_actuates_through_the_clock_daemon_unprivileged() {
+    use std::os::unix::fs::PermissionsExt as _;
+    energyllm_hwd::link();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("hwd.sock");
+    let me = rustix_uid();
+    let as_nobody =
+        me == 0 && Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    let (uid, mode) = if as_nobody { (65534, "0666") } else { (me, "0660") };
+    let config = energyllm_hwd::config::DaemonConfig::parse(&format!(
+        "socket = \"{}\"\nsocket_mode = \"{mode}\"\nallowed_uids = [{uid}]\n[[device]]\nindex = 0\nbackend = \"sim\"\nmin_mhz = 900\nmax_mhz = 1410\n",
+        socket.display()
+    ))
+    .unwrap();
+    let server = energyllm_hwd::server::Server::bind(config).unwrap();
+    let (stop, daemon) = (server.stop_handle(), server.daemon());
+    let served = std::thread::spawn(move || server.run().unwrap());
+    let top = read_clock(&daemon);
+
+    let port = free_port();
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_energyllm"));
+        c
+    } else {
+        energyllm()
+    };
+    let child = cmd
+        .args(["serve", "--engine", "llamacpp", "--policy", "fixed:freq=1005,batch=2"])
+        .args(["--actuator", &format!("hwd:socket={},device=0", socket.display())])
+        .args([
+            "--upstream",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = String::new();
+    while !metrics.contains("energyllm_clock_mhz{gpu=\"0\"} 1005") {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut err = String::new();
+            child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("serve exited ({status}): {err}");
+        }
+        assert!(Instant::now() < deadline, "the clock never reached 1005 MHz through the daemon:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+        metrics = get(port, "/metrics").unwrap_or_default();
+    }
+    assert!(metrics.contains("actuator=\"hwd\""), "{metrics}");
+    assert_eq!(read_clock(&daemon), 1005, "the daemon's device holds the gateway's clock");
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_clock(&daemon) != top {
+        assert!(Instant::now() < deadline, "the device stayed locked after the gateway stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.stop();
+    served.join().unwrap();
+}
+
+fn rustix_uid() -> u32 {
+    // The uid that owns this process, from /proc (no extra dependency).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+fn read_clock(daemon: &energyllm_hwd::daemon::Daemon) -> u32 {
+    let r = daemon.handle(u64::MAX, &energyllm_hwd::protocol::Request::Read { device: 0 }, Instant::now());
+    r.reading.expect("a reading").clock_mhz
+}

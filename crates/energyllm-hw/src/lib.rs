@@ -42,3 +42,7 @@ pub use error::Error;
 pub use guard::{ClockGuard, GuardConfig, RestoreReason};
 pub use sim::{Load, SharedSimGpu, SimGpu};
 pub use spec::{Efficiency, GpuSpec, PowerModel};
+
+/// Call from a binary so the linker keeps this crate's actuator registrations (inventory's
+/// submissions in a crate nothing references are dropped).
+pub fn link() {}

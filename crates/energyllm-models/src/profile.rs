@@ -190,20 +190,35 @@ fn non_negative(field: &str, v: f64) -> Result<(), String> {
 
 /// Reads a batch-level profile (ours or EnergyLLM's `performance_profile.csv`).
 pub fn read_batch_profile(path: &Path) -> Result<Vec<BatchProfileRow>, Error> {
-    read_rows(path, BatchProfileRow::check)
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    parse_batch_profile(file, path)
 }
 
 /// Reads an iteration-level profile.
 pub fn read_iteration_profile(path: &Path) -> Result<Vec<IterationProfileRow>, Error> {
-    read_rows(path, IterationProfileRow::check)
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    parse_iteration_profile(file, path)
 }
 
-fn read_rows<T: DeserializeOwned>(path: &Path, check: fn(&T) -> Result<(), String>) -> Result<Vec<T>, Error> {
-    let mut reader =
-        csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| match e.into_kind() {
-            csv::ErrorKind::Io(io) => Error::io(path, io),
-            other => Error::Data { name: path.display().to_string(), reason: format!("{other:?}") },
-        })?;
+/// Parses a batch-level profile from `reader`; `path` names it in errors.
+pub fn parse_batch_profile(reader: impl std::io::Read, path: &Path) -> Result<Vec<BatchProfileRow>, Error> {
+    read_rows(reader, path, BatchProfileRow::check)
+}
+
+/// Parses an iteration-level profile from `reader`; `path` names it in errors.
+pub fn parse_iteration_profile(
+    reader: impl std::io::Read,
+    path: &Path,
+) -> Result<Vec<IterationProfileRow>, Error> {
+    read_rows(reader, path, IterationProfileRow::check)
+}
+
+fn read_rows<T: DeserializeOwned>(
+    input: impl std::io::Read,
+    path: &Path,
+    check: fn(&T) -> Result<(), String>,
+) -> Result<Vec<T>, Error> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
     let headers = reader
         .headers()
         .map_err(|e| Error::Data {

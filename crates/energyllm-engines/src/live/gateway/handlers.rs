@@ -266,21 +266,6 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
     proxy(s, headers, body, "v1/chat/completions").await
 }
 
-/// Prompt tokens estimated from the text (about 4 characters a token), for the observation.
-fn estimate_input_tokens(v: &Value) -> u32 {
-    let mut chars = 0usize;
-    match v.get("prompt") {
-        Some(Value::String(p)) => chars += p.len(),
-        Some(Value::Array(a)) => chars += a.iter().map(|x| x.as_str().map_or(4, str::len)).sum::<usize>(),
-        _ => {}
-    }
-    if let Some(msgs) = v.get("messages").and_then(Value::as_array) {
-        chars +=
-            msgs.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).map(str::len).sum::<usize>();
-    }
-    u32::try_from(chars.div_ceil(4).max(1)).unwrap_or(u32::MAX)
-}
-
 async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: BodyResult, path: &'static str) -> Response {
     let deadline = Instant::now() + Duration::from_secs_f64(s.config.request_timeout_s);
     if let Some(r) = authorize(&s, &headers) {
@@ -308,26 +293,11 @@ async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: BodyResult, path: &'sta
         }
         Err(e) => return refused(&s, e.status(), "invalid_request", &e.body_text()),
     };
-    let parsed: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
-            return refused(&s, StatusCode::BAD_REQUEST, "invalid_request", "the body must be a JSON object")
-        }
-        Err(e) => {
-            return refused(
-                &s,
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!("the body is not JSON: {e}"),
-            )
-        }
+    let parsed = match super::body::parse_request_body(&body) {
+        Ok(p) => p,
+        Err(why) => return refused(&s, StatusCode::BAD_REQUEST, "invalid_request", &why),
     };
-    let stream = parsed.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let output_tokens = parsed
-        .get("max_tokens")
-        .or_else(|| parsed.get("max_completion_tokens"))
-        .and_then(Value::as_u64)
-        .map_or(256, |n| n.min(u64::from(u32::MAX)) as u32);
+    let (stream, output_tokens) = (parsed.stream, parsed.output_tokens);
 
     // Bounded queue: take a place or refuse.
     let prev = s.metrics.queued.fetch_add(1, Ordering::Relaxed);
@@ -343,8 +313,7 @@ async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: BodyResult, path: &'sta
         );
     }
     let id = RequestId(s.next_id.fetch_add(1, Ordering::Relaxed));
-    let req =
-        Request { id, arrival: Timestamp::ZERO, input_tokens: estimate_input_tokens(&parsed), output_tokens };
+    let req = Request { id, arrival: Timestamp::ZERO, input_tokens: parsed.input_tokens, output_tokens };
     let (go_tx, go_rx) = oneshot::channel();
     if s.tx.send(Msg::Arrival { req, go: go_tx }).is_err() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down");

@@ -24,7 +24,8 @@
 //! then it closes its connections and the actuator thread restores the clocks.
 //!
 //! One job a file: `config.rs` (the settings and the errors), `server.rs` (the accept loop and
-//! the connection limits), `access.rs` (the access log), `metrics.rs` (the counters and gauges, and the `/metrics` page),
+//! the connection limits), `access.rs` (the access log), `body.rs` (what is read from a
+//! request body), `metrics.rs` (the counters and gauges, and the `/metrics` page),
 //! `histogram.rs` (latency histograms), `handlers.rs` (the axum handlers and the pass-through of
 //! answers), `upstream_service.rs` (the tower service for the upstream call), `control.rs` (the
 //! controller task), `energy.rs` (the split of measured energy over the requests in flight) and
@@ -32,6 +33,7 @@
 //! points: [`start`], [`GatewayHandle`] and [`shutdown_signal`].
 
 mod access;
+mod body;
 mod config;
 mod control;
 mod energy;
@@ -58,6 +60,7 @@ use handlers::Shared;
 use poller::poll_upstream_metrics;
 use upstream_service::Upstream;
 
+pub use body::{parse_request_body, RequestBody};
 pub use config::{AccessLog, GatewayConfig, GatewayError};
 pub use histogram::Histogram as LatencyHistogram;
 pub use metrics::{GatewayMetrics, Identity, UpstreamLatencyGauges, UpstreamTotals};
