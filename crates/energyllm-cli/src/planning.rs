@@ -101,6 +101,28 @@ struct SystemToml {
     quality: f64,
 }
 
+impl SystemToml {
+    fn planned(&self) -> PlannedSystem {
+        PlannedSystem {
+            name: self.name.clone(),
+            gpu: self.gpu.clone(),
+            model: self.model.clone(),
+            quality: self.quality,
+        }
+    }
+}
+
+impl PlanningToml {
+    fn setup(&self) -> PlanningSetup {
+        PlanningSetup {
+            batch: self.batch,
+            clock_mhz: self.clock_mhz,
+            input_tokens: self.input_tokens.clone(),
+            output_tokens: self.output_tokens.clone(),
+        }
+    }
+}
+
 /// Runs `fit planning`.
 pub fn run_fit_planning(args: &FitPlanningArgs) -> anyhow::Result<()> {
     let text = match (&args.systems, &args.profile) {
@@ -195,22 +217,11 @@ fn with_comments(header: &str, config: &RouteConfig, comments: &[String]) -> any
 }
 
 fn simulated_config(name: &str, file: &SystemsFile, queries: &[(u32, u32)]) -> anyhow::Result<String> {
-    let p = &file.planning;
-    let setup = PlanningSetup {
-        batch: p.batch,
-        clock_mhz: p.clock_mhz,
-        input_tokens: p.input_tokens.clone(),
-        output_tokens: p.output_tokens.clone(),
-    };
+    let setup = file.planning.setup();
     let mut systems = Vec::new();
     let mut comments = Vec::new();
     for s in &file.system {
-        let planned = PlannedSystem {
-            name: s.name.clone(),
-            gpu: s.gpu.clone(),
-            model: s.model.clone(),
-            quality: s.quality,
-        };
+        let planned = s.planned();
         let fit = fit_system(&planned, &setup).with_context(|| format!("system `{}`", s.name))?;
         let check = check_on_mixed_batches(&planned, &setup, &fit, queries, CHECK_SEED)
             .with_context(|| format!("system `{}`: the mixed-length check", s.name))?;
@@ -307,14 +318,9 @@ mod tests {
     fn planning_models_predict_the_simulator_within_25_percent() {
         let (_, file) = read_systems("llama-a100-80gb").unwrap();
         let queries = check_queries(None).unwrap();
-        let setup = PlanningSetup { batch: file.planning.batch, ..PlanningSetup::default() };
+        let setup = file.planning.setup();
         for s in &file.system {
-            let planned = PlannedSystem {
-                name: s.name.clone(),
-                gpu: s.gpu.clone(),
-                model: s.model.clone(),
-                quality: s.quality,
-            };
+            let planned = s.planned();
             let fit = fit_system(&planned, &setup).unwrap();
             let check = check_on_mixed_batches(&planned, &setup, &fit, &queries, CHECK_SEED).unwrap();
             assert!(check.error_pct().abs() <= 25.0, "{}: {check:?}", s.name);
@@ -347,6 +353,36 @@ mod tests {
         }
         assert!(sweep[0].energy_j > sweep[10].energy_j && sweep[0].mean_quality > sweep[10].mean_quality);
         assert_eq!(p.clamped(), 0, "a physical model needs no floor");
+    }
+
+    /// A batch profile file (as `energyllm profile --level batch` writes from a live engine)
+    /// fits to a routing config that `route` loads, with the same coefficients as the
+    /// in-memory fit of the same rows.
+    #[test]
+    fn a_measured_profile_fits_to_a_routing_config() {
+        let system = PlannedSystem {
+            name: "x".into(),
+            gpu: "a100-80gb".into(),
+            model: "llama-3.1-8b".into(),
+            quality: 1.0,
+        };
+        let setup = PlanningSetup {
+            input_tokens: vec![8, 128, 1024],
+            output_tokens: vec![16, 128, 512, 1024],
+            ..PlanningSetup::default()
+        };
+        let rows = energyllm_bench::planning::workload_profile(&system, &setup).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.csv");
+        energyllm_models::profile::write_rows(&path, &rows).unwrap();
+        let text = measured_config(&path, "llama-3.1-8b@lab", 66.7, 1).unwrap();
+        let out = dir.path().join("route.toml");
+        std::fs::write(&out, &text).unwrap();
+        let config = load_config(&out.to_string_lossy()).unwrap();
+        let fit = PlanningParams::default().fit(&planning_samples(&rows)).unwrap();
+        let expect = fit.energy_j.coefficients[1] * 32.0;
+        assert!((config.system[0].energy_j[0] - expect).abs() <= 1e-9 * expect.max(1.0), "{text}");
+        assert!(text.contains("held out") && config.system[0].fitted_range.is_some());
     }
 
     #[test]

@@ -91,22 +91,8 @@ pub(crate) fn open(svg: &mut String, width: f64, height: f64, title: &str) {
 }
 
 pub(crate) fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
-    let (x0, x1, y0, y1) = (f.left, f.left + f.width, f.top, f.top + f.height);
-    let _ = writeln!(
-        svg,
-        "<rect x=\"{x0}\" y=\"{y0}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>",
-        f.width, f.height
-    );
-    for t in ticks(f.x.0, f.x.1) {
-        let x = f.px(t);
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{x:.1}\" y1=\"{y1}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#333\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            y1 + 5.0,
-            y1 + 18.0,
-            fmt_tick(t)
-        );
-    }
+    let (x0, x1, y0) = (f.left, f.left + f.width, f.top);
+    x_axis(svg, f, x_label);
     for t in ticks(f.y.0, f.y.1) {
         let y = f.py(t);
         let _ = writeln!(
@@ -121,13 +107,37 @@ pub(crate) fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
     }
     let _ = writeln!(
         svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n<text transform=\"translate({:.1},{:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
-        x0 + f.width / 2.0,
-        y1 + 36.0,
-        escape(x_label),
+        "<text transform=\"translate({:.1},{:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
         x0 - 52.0,
         y0 + f.height / 2.0,
         escape(y_label)
+    );
+}
+
+/// A frame's box, its x ticks and the x label (for strips of marks, without a value axis).
+fn x_axis(svg: &mut String, f: &Frame, x_label: &str) {
+    let y1 = f.top + f.height;
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>",
+        f.left, f.top, f.width, f.height
+    );
+    for t in ticks(f.x.0, f.x.1) {
+        let x = f.px(t);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{y1}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#333\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            y1 + 5.0,
+            y1 + 18.0,
+            fmt_tick(t)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+        f.left + f.width / 2.0,
+        y1 + 36.0,
+        escape(x_label)
     );
 }
 
@@ -301,7 +311,7 @@ pub fn timeline_svg(method: &str, timeline: &[TimelinePoint], misses_s: &[f64], 
     // above them.
     let f =
         Frame { x: (0.0, t_end), y: (0.0, 1.0), left: 90.0, top: strip_top, width: 680.0, height: STRIP_H };
-    axes_x_only(&mut svg, &f, "time (s)");
+    x_axis(&mut svg, &f, "time (s)");
     let _ = writeln!(
         svg,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">SLO misses</text>",
@@ -324,33 +334,6 @@ pub fn timeline_svg(method: &str, timeline: &[TimelinePoint], misses_s: &[f64], 
     );
     svg.push_str("</svg>\n");
     svg
-}
-
-/// A frame's box and time ticks, without a value axis (for strips of marks).
-fn axes_x_only(svg: &mut String, f: &Frame, x_label: &str) {
-    let y1 = f.top + f.height;
-    let _ = writeln!(
-        svg,
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>",
-        f.left, f.top, f.width, f.height
-    );
-    for t in ticks(f.x.0, f.x.1) {
-        let x = f.px(t);
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{x:.1}\" y1=\"{y1}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#333\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            y1 + 5.0,
-            y1 + 18.0,
-            fmt_tick(t)
-        );
-    }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-        f.left + f.width / 2.0,
-        y1 + 36.0,
-        escape(x_label)
-    );
 }
 
 #[cfg(test)]
