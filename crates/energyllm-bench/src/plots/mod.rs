@@ -92,7 +92,7 @@ pub(crate) fn open(svg: &mut String, width: f64, height: f64, title: &str) {
 
 pub(crate) fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
     let (x0, x1, y0) = (f.left, f.left + f.width, f.top);
-    x_axis(svg, f, x_label);
+    frame_and_x_ticks(svg, f);
     for t in ticks(f.y.0, f.y.1) {
         let y = f.py(t);
         let _ = writeln!(
@@ -105,6 +105,7 @@ pub(crate) fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
             fmt_tick(t)
         );
     }
+    x_label_below(svg, f, x_label);
     let _ = writeln!(
         svg,
         "<text transform=\"translate({:.1},{:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
@@ -114,8 +115,13 @@ pub(crate) fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
     );
 }
 
-/// A frame's box, its x ticks and the x label (for strips of marks, without a value axis).
+/// A frame's box and x ticks, and the x label: a strip of marks, without a value axis.
 fn x_axis(svg: &mut String, f: &Frame, x_label: &str) {
+    frame_and_x_ticks(svg, f);
+    x_label_below(svg, f, x_label);
+}
+
+fn frame_and_x_ticks(svg: &mut String, f: &Frame) {
     let y1 = f.top + f.height;
     let _ = writeln!(
         svg,
@@ -132,11 +138,14 @@ fn x_axis(svg: &mut String, f: &Frame, x_label: &str) {
             fmt_tick(t)
         );
     }
+}
+
+fn x_label_below(svg: &mut String, f: &Frame, x_label: &str) {
     let _ = writeln!(
         svg,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
         f.left + f.width / 2.0,
-        y1 + 36.0,
+        f.top + f.height + 36.0,
         escape(x_label)
     );
 }
