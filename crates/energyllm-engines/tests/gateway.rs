@@ -677,3 +677,35 @@ async fn client_errors_histograms_and_build_info() {
     let report = gw.join().await.unwrap();
     assert_eq!((report.completed, report.failed), (1, 0));
 }
+
+/// Clients that give up at every moment — queued, at admission, mid-answer — never leak a batch
+/// slot: afterwards nothing is in flight or queued, and a new request is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_leaving_at_any_moment_leak_no_slot() {
+    let (up, _fake) = fake_upstream().await;
+    let mut gw = gateway_for(&up, 2, |_| {}).await;
+    let url = format!("http://{}/v1/completions", gw.addr());
+    let mut tasks = Vec::new();
+    for k in 0..60u64 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            // Timeouts from 1 to 60 ms against 20 ms answers and a cap of 2: some leave while
+            // queued, some as they are admitted, some mid-answer, some not at all.
+            let c = reqwest::Client::builder().timeout(Duration::from_millis(1 + k)).build().unwrap();
+            let _ = c.post(&url).json(&body(k % 2 == 0, 4, 5)).send().await.map(|r| r.bytes());
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let m = Arc::clone(gw.metrics());
+    wait_for("the gateway to settle", || {
+        m.in_flight.load(Ordering::SeqCst) == 0 && m.queued.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let r = client().post(&url).json(&body(false, 2, 1)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    gw.shutdown();
+    let report = gw.join().await.unwrap();
+    assert_eq!(report.abandoned, 0, "{report:?}");
+}

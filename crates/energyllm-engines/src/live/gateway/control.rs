@@ -13,6 +13,7 @@ use energyllm_core::{Command, Controller, Event, Request, RequestId, Telemetry, 
 
 use super::access::AccessLine;
 use super::energy::{account_energy, EnergyBook};
+use super::handlers::InFlight;
 use super::{GatewayConfig, GatewayMetrics};
 use crate::live::actuate::{ActuatorReport, ActuatorThread, AtomicF64};
 
@@ -20,7 +21,7 @@ use crate::live::actuate::{ActuatorReport, ActuatorThread, AtomicF64};
 pub(super) enum Msg {
     Arrival {
         req: Request,
-        go: oneshot::Sender<Arc<AtomicF64>>,
+        go: oneshot::Sender<Admitted>,
     },
     FirstToken(RequestId),
     /// A request ended; `booked` hears its final energy once the energy up to this instant is
@@ -38,6 +39,13 @@ pub(super) enum Msg {
     Telemetry {
         kv_usage_frac: Option<f64>,
     },
+}
+
+/// What an admitted request's handler gets: the guard that reports its end, and the energy
+/// booked to it so far.
+pub(super) struct Admitted {
+    pub(super) guard: InFlight,
+    pub(super) energy: Arc<AtomicF64>,
 }
 
 /// How an admitted request ended.
@@ -123,6 +131,7 @@ pub(super) struct Tracked {
 /// Runs the controller until the channel closes or `stop` fires; returns how the actuator ended.
 pub(super) async fn run_controller(
     mut controller: Controller,
+    tx: mpsc::UnboundedSender<Msg>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     mut stop: oneshot::Receiver<()>,
     actuator: ActuatorThread,
@@ -134,7 +143,7 @@ pub(super) async fn run_controller(
         Timestamp::from_nanos(t.duration_since(epoch).as_nanos().min(u128::from(u64::MAX)) as u64)
     };
     let slo = controller.config().slo;
-    let mut waiting: HashMap<RequestId, (oneshot::Sender<Arc<AtomicF64>>, Instant)> = HashMap::new();
+    let mut waiting: HashMap<RequestId, (oneshot::Sender<Admitted>, Instant)> = HashMap::new();
     let mut in_flight: HashMap<RequestId, Tracked> = HashMap::new();
     let readings = Arc::clone(actuator.readings());
     let mut book = EnergyBook { last_t: Instant::now(), last_counter_j: readings.energy_j.get() };
@@ -150,20 +159,22 @@ pub(super) async fn run_controller(
             match cmd {
                 Command::Dispatch(reqs) => {
                     for r in reqs {
-                        let energy = Arc::new(AtomicF64::new(0.0));
-                        let (admitted, arrival) = match waiting.remove(&r.id) {
-                            Some((go, arrival)) => (go.send(Arc::clone(&energy)).is_ok(), arrival),
-                            None => (false, now),
-                        };
                         metrics.queued.fetch_sub(1, Ordering::Relaxed);
-                        if admitted {
-                            metrics.queue_wait_s.observe(now.duration_since(arrival).as_secs_f64());
-                            in_flight.insert(r.id, Tracked { energy, arrival, first_token: None });
-                        } else {
-                            // The client left while queued: end it at once so the slot frees.
-                            metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+                        let Some((go, arrival)) = waiting.remove(&r.id) else {
+                            // Not announced by a handler (cannot happen): end it so the slot frees.
                             controller.handle(stamp(now), Event::Rejected(r.id));
-                        }
+                            continue;
+                        };
+                        metrics.queue_wait_s.observe(now.duration_since(arrival).as_secs_f64());
+                        let energy = Arc::new(AtomicF64::new(0.0));
+                        in_flight.insert(
+                            r.id,
+                            Tracked { energy: Arc::clone(&energy), arrival, first_token: None },
+                        );
+                        // If the client has left, the admission comes back and is dropped here:
+                        // its guard reports the request cancelled, which frees the slot.
+                        let guard = InFlight::new(r.id, tx.clone(), Arc::clone(&metrics));
+                        let _ = go.send(Admitted { guard, energy });
                     }
                     let n = in_flight.len();
                     readings.running.store(n, Ordering::Relaxed);

@@ -23,7 +23,7 @@ use tower::ServiceExt as _;
 use energyllm_core::{Request, RequestId, Timestamp};
 
 use super::access::AccessLine;
-use super::control::{Msg, Outcome};
+use super::control::{Admitted, Msg, Outcome};
 use super::upstream_service::{UpstreamCall, UpstreamService};
 use super::{GatewayConfig, GatewayMetrics};
 use crate::live::actuate::AtomicF64;
@@ -58,8 +58,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Reports the end of an admitted request exactly once; if dropped unreported (client gone,
-/// task cancelled), the request counts as cancelled.
-struct InFlight {
+/// task cancelled, or never received because the handler left first), the request counts as
+/// cancelled. The controller task makes it at admission and hands it over through the go channel,
+/// so no admitted request can leak its batch slot, whenever its handler goes away.
+pub(super) struct InFlight {
     id: RequestId,
     tx: mpsc::UnboundedSender<Msg>,
     metrics: Arc<GatewayMetrics>,
@@ -68,6 +70,10 @@ struct InFlight {
 }
 
 impl InFlight {
+    pub(super) fn new(id: RequestId, tx: mpsc::UnboundedSender<Msg>, metrics: Arc<GatewayMetrics>) -> Self {
+        InFlight { id, tx, metrics, first_token_sent: false, ended: false }
+    }
+
     fn first_token(&mut self) {
         if !self.first_token_sent {
             self.first_token_sent = true;
@@ -319,8 +325,9 @@ async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: BodyResult, path: &'sta
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down");
     }
     place.armed = false;
-    let energy = match tokio::time::timeout_at(deadline, go_rx).await {
-        Ok(Ok(e)) => e,
+    let mut go_rx = go_rx;
+    let Admitted { mut guard, energy } = match tokio::time::timeout_at(deadline, &mut go_rx).await {
+        Ok(Ok(a)) => a,
         Ok(Err(_)) => {
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -328,15 +335,16 @@ async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: BodyResult, path: &'sta
                 "the gateway is shutting down",
             )
         }
-        // Dropping the go channel makes the controller count it as cancelled at dispatch.
-        Err(_) => return request_timeout(&s),
-    };
-    let mut guard = InFlight {
-        id,
-        tx: s.tx.clone(),
-        metrics: Arc::clone(&s.metrics),
-        first_token_sent: false,
-        ended: false,
+        Err(_) => {
+            // Closing settles a race with a dispatch at this instant: an admission already sent
+            // ends as failed here; one not yet sent ends as cancelled when the controller finds
+            // the channel closed.
+            go_rx.close();
+            if let Ok(mut a) = go_rx.try_recv() {
+                a.guard.end(Outcome::Failed);
+            }
+            return request_timeout(&s);
+        }
     };
 
     let call = UpstreamCall { path, body };

@@ -171,8 +171,15 @@ pub async fn start(
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let controller_task =
-        tokio::spawn(run_controller(controller, rx, stop_rx, actuator, Arc::clone(&metrics), config.clone()));
+    let controller_task = tokio::spawn(run_controller(
+        controller,
+        tx.clone(),
+        rx,
+        stop_rx,
+        actuator,
+        Arc::clone(&metrics),
+        config.clone(),
+    ));
     let handle_metrics = Arc::clone(&metrics);
     let poller = tokio::spawn(poll_upstream_metrics(
         client,
