@@ -110,6 +110,13 @@ impl Server {
                 let _ = write_reply(&mut &stream, &Reply::error("too many connections; retry later"));
                 continue;
             }
+            // A connection silent for twice the watchdog time is closed, so that idle peers
+            // cannot hold every connection slot (their locks went at the watchdog already).
+            let idle = Duration::from_secs_f64(self.config.watchdog_s * 2.0);
+            if let Err(e) = stream.set_read_timeout(Some(idle)) {
+                eprintln!("energyllm-hwd: cannot set a read timeout: {e}");
+                continue;
+            }
             open.fetch_add(1, Ordering::SeqCst);
             let id = next_id.fetch_add(1, Ordering::SeqCst);
             let (daemon, open, rate) =
