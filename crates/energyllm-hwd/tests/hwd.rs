@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use energyllm_core::FrequencyActuator;
 use energyllm_hwd::config::DaemonConfig;
 use energyllm_hwd::daemon::Daemon;
 use energyllm_hwd::server::{Server, StopHandle};
@@ -217,6 +216,7 @@ fn the_binary_resets_and_removes_its_socket_on_sigterm() {
 #[cfg(feature = "amd")]
 #[test]
 fn a_fake_amdgpu_card_is_back_in_auto_after_its_holder_leaves() {
+    use energyllm_core::FrequencyActuator as _;
     use energyllm_hw::amd::fake::{FakeAmdgpu, FakeCardSpec, FakeDevice};
     use energyllm_hw::amd::{AmdConfig, AmdGpu};
     let dir = tempfile::tempdir().unwrap();
