@@ -14,7 +14,7 @@ use energyllm_core::registry::{find, ActuatorPlugin, PluginSpec, PolicyContext, 
 use energyllm_core::{Controller, RequestRecord, RequestStatus, RunSummary, RunTotals};
 use energyllm_engines::live::{
     gateway, sim_actuator, AccessLog, ActuatorSetup, EngineKind, GatewayConfig, HttpEngine, HttpEngineConfig,
-    Identity,
+    Identity, ScoreModel,
 };
 use energyllm_hw::GuardConfig;
 
@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// Log format on standard error: text, or json (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Answer HAProxy's agent check on this address (`agent-check agent-port …` in the backend):
+    /// `up N%` from the endpoint score, `drain` while draining.
+    #[arg(long, value_name = "ADDR")]
+    pub agent_check: Option<SocketAddr>,
     /// Which messages to log, as a tracing filter (`info`, `warn`, `energyllm::access=off,info`…);
     /// RUST_LOG, when set, takes precedence.
     #[arg(long, default_value = "info")]
@@ -208,6 +212,15 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         slo_window_s: args.slo_window,
         identity,
         access_log: args.access_log,
+        // The endpoint score consults the profile's performance model: the same prediction the
+        // cluster simulator's energy-slack router ranks instances by.
+        score_model: Some(ScoreModel {
+            perf: setup.perf_model(),
+            idle_power_w: energyllm_hw::SimGpu::with_count(setup.gpu.clone(), setup.model.tensor_parallel)
+                .idle_power_w(),
+            slo_margin: energyllm_sim::router::EnergySlack::default().slo_margin,
+        }),
+        agent_check: args.agent_check,
         ..GatewayConfig::new(engine, &args.upstream)
     };
     let slo = setup.controller.slo.describe();

@@ -28,6 +28,7 @@ mod observation;
 mod record;
 pub mod registry;
 mod request;
+pub mod score;
 mod slo;
 pub mod summary;
 pub mod testutil;

@@ -21,41 +21,9 @@
 //! instance sizing with power gating, wake-up delays and a per-window choice of
 //! tensor-parallel degree.
 
-use energyllm_core::{Mhz, PerfModel, PerfQuery, Slo};
-
-/// What a router sees of one instance at an arrival.
-pub struct InstanceView<'a> {
-    /// Instance name.
-    pub name: &'a str,
-    /// Requests waiting: in the controller's queue, and routed to a waking instance before it is
-    /// ready.
-    pub queue_len: usize,
-    /// Requests running on the engine.
-    pub running: usize,
-    /// The controller's batch cap.
-    pub batch_cap: u32,
-    /// The clock the controller has set.
-    pub freq: Mhz,
-    /// The instance's performance model (iteration latency and power).
-    pub perf: &'a dyn PerfModel,
-    /// Board power of the idle instance (every GPU of its group), in watts.
-    pub idle_power_w: f64,
-    /// The SLO the instance serves.
-    pub slo: Slo,
-    /// Whether sizing keeps the instance on; routers must pick an active one.
-    pub active: bool,
-    /// Seconds until a waking (or re-sharding) instance can serve; 0 when it is ready.
-    pub ready_in_s: f64,
-}
-
-/// The request as a router sees it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RouteQuery {
-    /// Prompt tokens.
-    pub input_tokens: u32,
-    /// Estimated output tokens (the mean of completed requests so far).
-    pub est_output_tokens: f64,
-}
+pub use energyllm_core::score::{
+    endpoint_score, predict, EndpointScore, InstanceView, Prediction, RouteQuery,
+};
 
 /// Picks an instance for each arriving request.
 pub trait Router {
@@ -123,74 +91,22 @@ impl Default for EnergySlack {
     }
 }
 
-/// An instance's predicted cost of taking a request.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Prediction {
-    /// Extra board energy, in joules.
-    pub marginal_energy_j: f64,
-    /// End-to-end latency, in seconds.
-    pub e2e_s: f64,
-}
-
-/// What taking `query` would cost instance `v`: a decode of `est_output_tokens` iterations at
-/// the batch it would run at, after a wait when its batch is full, plus the prefill, all after
-/// the instance is ready. Waking adds no marginal energy: the instance draws idle power anyway.
-pub fn predict(v: &InstanceView<'_>, query: &RouteQuery) -> Prediction {
-    let cap = v.batch_cap.max(1);
-    let load = (v.queue_len + v.running) as u32;
-    let out = query.est_output_tokens.max(1.0);
-    let ctx = u64::from(query.input_tokens) + (out / 2.0) as u64;
-    let decode = |batch: u32| {
-        v.perf.predict(&PerfQuery {
-            freq: v.freq,
-            batch,
-            prefill_tokens: 0,
-            decode_tokens: batch,
-            kv_tokens: u64::from(batch) * ctx,
-        })
-    };
-    let with = decode((load + 1).min(cap));
-    let without_power_w = if load == 0 { v.idle_power_w } else { decode(load.min(cap)).power_w };
-    let prefill = v.perf.predict(&PerfQuery {
-        freq: v.freq,
-        batch: 1,
-        prefill_tokens: query.input_tokens.max(1),
-        decode_tokens: 0,
-        kv_tokens: u64::from(query.input_tokens),
-    });
-    let decode_s = out * with.latency_s;
-    // A full batch: the request waits for slots to free, about one request lifetime per batch
-    // of requests ahead of it.
-    let wait_s = if load >= cap {
-        f64::from((load + 1 - cap).div_ceil(cap)) * out * decode(cap).latency_s
-    } else {
-        0.0
-    };
-    let marginal_energy_j = (decode_s * (with.power_w - without_power_w)).max(0.0)
-        + (prefill.latency_s * (prefill.power_w - without_power_w)).max(0.0);
-    Prediction { marginal_energy_j, e2e_s: v.ready_in_s.max(0.0) + wait_s + prefill.latency_s + decode_s }
-}
-
 impl Router for EnergySlack {
     fn name(&self) -> &str {
         "energy-slack"
     }
 
+    /// The active instance with the highest [`endpoint_score`]: among those with slack the
+    /// least marginal energy, else the least latency (ties: the lowest index). The gateway
+    /// exports the same score, so a load balancer in front of real gateways ranks them alike.
     fn route(&mut self, query: &RouteQuery, instances: &[InstanceView<'_>]) -> usize {
-        let preds: Vec<(usize, Prediction)> = instances
+        instances
             .iter()
             .enumerate()
             .filter(|(_, v)| v.active)
-            .map(|(i, v)| (i, predict(v, query)))
-            .collect();
-        let with_slack = preds
-            .iter()
-            .filter(|(i, p)| {
-                p.e2e_s <= self.slo_margin * instances[*i].slo.latency_budget_s(query.est_output_tokens)
-            })
-            .min_by(|a, b| a.1.marginal_energy_j.total_cmp(&b.1.marginal_energy_j).then(a.0.cmp(&b.0)));
-        let fastest = || preds.iter().min_by(|a, b| a.1.e2e_s.total_cmp(&b.1.e2e_s).then(a.0.cmp(&b.0)));
-        with_slack.or_else(fastest).map_or(0, |(i, _)| *i)
+            .map(|(i, v)| (i, endpoint_score(v, query, self.slo_margin).score))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map_or(0, |(i, _)| i)
     }
 }
 
@@ -217,7 +133,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use energyllm_core::PerfPrediction;
+    use energyllm_core::{Mhz, PerfModel, PerfPrediction, PerfQuery, Slo};
 
     /// Iteration time grows slowly with batch; power rises from 150 W by 10 W per request.
     struct Toy {
@@ -293,5 +209,35 @@ mod tests {
         views[0].active = false;
         assert_eq!(LeastLoaded.route(&Q, &views), 2);
         assert_eq!([0, 1, 2].map(|_| rr.route(&Q, &views)), [1, 2, 1]);
+    }
+
+    /// The router ranks by the exported score, and that ranking is the energy-slack rule: among
+    /// instances with slack the least marginal energy, else the least latency.
+    #[test]
+    fn energy_slack_picks_the_highest_endpoint_score_which_is_the_slack_rule() {
+        let (cheap, dear) = (Toy { watts_per_request: 5.0 }, Toy { watts_per_request: 40.0 });
+        let router = EnergySlack::default();
+        for q in [Q, RouteQuery { input_tokens: 2000, est_output_tokens: 900.0 }] {
+            for (a, b, c) in [(0, 0, 0), (0, 3, 9), (8, 0, 2), (20, 1, 0), (40, 40, 40), (3, 12, 7)] {
+                let views = [view(&cheap, a, 0), view(&dear, 0, b), view(&cheap, c, 4)];
+                let preds: Vec<Prediction> = views.iter().map(|v| predict(v, &q)).collect();
+                let budget =
+                    |v: &InstanceView<'_>| router.slo_margin * v.slo.latency_budget_s(q.est_output_tokens);
+                let slack: Vec<usize> = (0..3).filter(|&i| preds[i].e2e_s <= budget(&views[i])).collect();
+                let expect = if slack.is_empty() {
+                    (0..3).min_by(|&i, &j| preds[i].e2e_s.total_cmp(&preds[j].e2e_s).then(i.cmp(&j)))
+                } else {
+                    slack.iter().copied().min_by(|&i, &j| {
+                        preds[i].marginal_energy_j.total_cmp(&preds[j].marginal_energy_j).then(i.cmp(&j))
+                    })
+                };
+                assert_eq!(Some(EnergySlack::default().route(&q, &views)), expect, "loads {a} {b} {c}");
+                for v in &views {
+                    let s = endpoint_score(v, &q, router.slo_margin);
+                    assert!((0.0..=1.0).contains(&s.score));
+                    assert_eq!(s.score > 0.5, s.headroom() >= 0.0, "{s:?}");
+                }
+            }
+        }
     }
 }

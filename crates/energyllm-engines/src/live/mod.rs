@@ -18,6 +18,7 @@ pub mod upstream;
 pub use actuate::{sim_actuator, ActuatorSetup, AtomicF64};
 pub use gateway::{
     start, AccessLog, GatewayConfig, GatewayError, GatewayHandle, GatewayMetrics, GatewayReport, Identity,
+    ScoreModel,
 };
 pub use prom::{Histogram, Metrics};
 pub use upstream::{

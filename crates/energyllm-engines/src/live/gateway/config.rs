@@ -1,6 +1,9 @@
 //! The gateway's settings ([`GatewayConfig`]) and why it can fail to start or run ([`GatewayError`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use energyllm_core::PerfModel;
 
 use super::metrics::Identity;
 use crate::live::upstream::EngineKind;
@@ -56,6 +59,34 @@ pub struct GatewayConfig {
     /// The level of the access log's line per request (target `energyllm::access`). Default:
     /// info.
     pub access_log: AccessLog,
+    /// What the endpoint score needs beyond the gateway's own state; `None` exports no score.
+    /// Default: none.
+    pub score_model: Option<ScoreModel>,
+    /// Where to answer HAProxy's agent check with a weight from the score (`drain` while
+    /// draining); `None` for no agent. Default: none.
+    pub agent_check: Option<SocketAddr>,
+}
+
+/// The instance's performance model and idle power, for [`energyllm_core::score`].
+#[derive(Clone)]
+pub struct ScoreModel {
+    /// Iteration latency and power at a clock and batch.
+    pub perf: Arc<dyn PerfModel>,
+    /// Board power of the idle instance, in watts.
+    pub idle_power_w: f64,
+    /// Share of the SLO's budget a predicted latency may use and still count as slack (the
+    /// cluster router's default is 0.4).
+    pub slo_margin: f64,
+}
+
+impl std::fmt::Debug for ScoreModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScoreModel")
+            .field("perf", &self.perf.name())
+            .field("idle_power_w", &self.idle_power_w)
+            .field("slo_margin", &self.slo_margin)
+            .finish()
+    }
 }
 
 /// The level of the access log's lines, or none.
@@ -108,6 +139,8 @@ impl GatewayConfig {
             slo_window_s: 300.0,
             identity: Identity::default(),
             access_log: AccessLog::Info,
+            score_model: None,
+            agent_check: None,
         }
     }
 }

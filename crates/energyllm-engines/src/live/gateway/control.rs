@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use energyllm_core::score::{endpoint_score, InstanceView, RouteQuery};
 use energyllm_core::{Command, Controller, Event, Request, RequestId, Telemetry, Timestamp};
 
 use super::access::AccessLine;
@@ -124,6 +125,8 @@ impl SloWindow {
 pub(super) struct Tracked {
     pub(super) energy: Arc<AtomicF64>,
     pub(super) arrival: Instant,
+    /// The prompt's estimated tokens.
+    pub(super) input_tokens: u32,
     /// When the first token went out, once it has.
     pub(super) first_token: Option<Instant>,
 }
@@ -143,7 +146,10 @@ pub(super) async fn run_controller(
         Timestamp::from_nanos(t.duration_since(epoch).as_nanos().min(u128::from(u64::MAX)) as u64)
     };
     let slo = controller.config().slo;
-    let mut waiting: HashMap<RequestId, (oneshot::Sender<Admitted>, Instant)> = HashMap::new();
+    let mut waiting: HashMap<RequestId, (oneshot::Sender<Admitted>, Instant, u32)> = HashMap::new();
+    // The typical request, for the endpoint score: moving means of completed requests' lengths.
+    let mut typical = RouteQuery { input_tokens: 128, est_output_tokens: 256.0 };
+    let mut last_score = None::<Instant>;
     let mut in_flight: HashMap<RequestId, Tracked> = HashMap::new();
     let readings = Arc::clone(actuator.readings());
     let mut book = EnergyBook { last_t: Instant::now(), last_counter_j: readings.energy_j.get() };
@@ -160,17 +166,16 @@ pub(super) async fn run_controller(
                 Command::Dispatch(reqs) => {
                     for r in reqs {
                         metrics.queued.fetch_sub(1, Ordering::Relaxed);
-                        let Some((go, arrival)) = waiting.remove(&r.id) else {
+                        let Some((go, arrival, input_tokens)) = waiting.remove(&r.id) else {
                             // Not announced by a handler (cannot happen): end it so the slot frees.
                             controller.handle(stamp(now), Event::Rejected(r.id));
                             continue;
                         };
                         metrics.queue_wait_s.observe(now.duration_since(arrival).as_secs_f64());
                         let energy = Arc::new(AtomicF64::new(0.0));
-                        in_flight.insert(
-                            r.id,
-                            Tracked { energy: Arc::clone(&energy), arrival, first_token: None },
-                        );
+                        let tracked =
+                            Tracked { energy: Arc::clone(&energy), arrival, input_tokens, first_token: None };
+                        in_flight.insert(r.id, tracked);
                         // If the client has left, the admission comes back and is dropped here:
                         // its guard reports the request cancelled, which frees the slot.
                         let guard = InFlight::new(r.id, tx.clone(), Arc::clone(&metrics));
@@ -199,6 +204,33 @@ pub(super) async fn run_controller(
             actuator.decided();
         }
         metrics.slo_window_ratio.set(window.ratio(now));
+        // The endpoint score, at most every 100 ms.
+        if let Some(sm) = &config.score_model {
+            if last_score.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100)) {
+                last_score = Some(now);
+                let view = InstanceView {
+                    name: "",
+                    queue_len: metrics.queued.load(Ordering::Relaxed),
+                    running: in_flight.len(),
+                    batch_cap: controller.batch_cap(),
+                    freq: controller.freq(),
+                    perf: &*sm.perf,
+                    idle_power_w: sm.idle_power_w,
+                    slo,
+                    active: true,
+                    ready_in_s: 0.0,
+                };
+                let s = endpoint_score(&view, &typical, sm.slo_margin);
+                metrics.endpoint_score.set(s.score);
+                for (g, v) in metrics.score_inputs.iter().zip([
+                    s.prediction.e2e_s,
+                    s.prediction.marginal_energy_j,
+                    s.headroom(),
+                ]) {
+                    g.set(v);
+                }
+            }
+        }
         let deadline = controller.poll_timeout().map(|t| epoch + Duration::from_nanos(t.as_nanos()));
         let msg = tokio::select! {
             m = rx.recv() => match m {
@@ -215,7 +247,7 @@ pub(super) async fn run_controller(
         match msg {
             None => controller.handle(ts, Event::Tick),
             Some(Msg::Arrival { req, go }) => {
-                waiting.insert(req.id, (go, now));
+                waiting.insert(req.id, (go, now, req.input_tokens));
                 controller.handle(ts, Event::Arrival(Request { arrival: ts, ..req }));
             }
             Some(Msg::FirstToken(id)) => {
@@ -242,6 +274,12 @@ pub(super) async fn run_controller(
                     let ttft_s = t.first_token.map_or(e2e_s, |f| f.duration_since(t.arrival).as_secs_f64());
                     match outcome {
                         Outcome::Completed(out) => {
+                            typical.est_output_tokens =
+                                0.9 * typical.est_output_tokens + 0.1 * f64::from(out);
+                            typical.input_tokens = ((0.9 * f64::from(typical.input_tokens)
+                                + 0.1 * f64::from(t.input_tokens))
+                                as u32)
+                                .max(1);
                             let tpot_s = (out > 1).then(|| (e2e_s - ttft_s) / f64::from(out - 1));
                             let met = slo.is_met(e2e_s, ttft_s, tpot_s);
                             metrics.slo_met.fetch_add(u64::from(met), Ordering::Relaxed);

@@ -73,6 +73,11 @@ pub struct GatewayMetrics {
     pub scrape_error: Mutex<Option<String>>,
     /// When the gateway started (the origin of `last_scrape_ok_ms`).
     pub started: Instant,
+    /// The endpoint score in [0, 1] for a typical next request (NaN without a score model).
+    pub endpoint_score: AtomicF64,
+    /// Its inputs: predicted end-to-end seconds, marginal joules, and the headroom against the
+    /// slack budget (`1 − e2e / budget`).
+    pub score_inputs: [AtomicF64; 3],
     /// The upstream's own latency over the last window between two scrapes that saw requests
     /// (NaN until one has): time to first token and time between tokens, mean, p50 and p99, in
     /// seconds.
@@ -114,6 +119,8 @@ impl Default for GatewayMetrics {
             last_scrape_ok_ms: AtomicU64::new(u64::MAX),
             scrape_error: Mutex::new(None),
             started: Instant::now(),
+            endpoint_score: AtomicF64::new(f64::NAN),
+            score_inputs: unknown3(),
             upstream_latency_s: UpstreamLatencyGauges::default(),
             upstream_totals: UpstreamTotals::default(),
         }
@@ -335,6 +342,32 @@ impl GatewayMetrics {
                 "KV-cache use the upstream reports, as a fraction of its capacity.",
                 kv.to_string(),
             );
+        }
+        for (name, help, v) in [
+            (
+                "energyllm_endpoint_score",
+                "How good a place this instance is for the next request, 0 to 1 (the cluster router's score).",
+                self.endpoint_score.get(),
+            ),
+            (
+                "energyllm_predicted_e2e_seconds",
+                "Predicted end-to-end time of a typical next request.",
+                self.score_inputs[0].get(),
+            ),
+            (
+                "energyllm_predicted_marginal_energy_joules",
+                "Predicted extra board energy of a typical next request.",
+                self.score_inputs[1].get(),
+            ),
+            (
+                "energyllm_slo_headroom_ratio",
+                "1 - predicted end-to-end time over the slack budget (negative: no slack).",
+                self.score_inputs[2].get(),
+            ),
+        ] {
+            if v.is_finite() {
+                line(name, "gauge", help, v.to_string());
+            }
         }
         let last = g(&self.last_scrape_ok_ms);
         line(

@@ -24,7 +24,7 @@
 //! then it closes its connections and the actuator thread restores the clocks.
 //!
 //! One job a file: `config.rs` (the settings and the errors), `server.rs` (the accept loop and
-//! the connection limits), `access.rs` (the access log), `body.rs` (what is read from a
+//! the connection limits), `access.rs` (the access log), `agent.rs` (HAProxy's agent check), `body.rs` (what is read from a
 //! request body), `metrics.rs` (the counters and gauges, and the `/metrics` page),
 //! `histogram.rs` (latency histograms), `handlers.rs` (the axum handlers and the pass-through of
 //! answers), `upstream_service.rs` (the tower service for the upstream call), `control.rs` (the
@@ -33,6 +33,7 @@
 //! points: [`start`], [`GatewayHandle`] and [`shutdown_signal`].
 
 mod access;
+mod agent;
 mod body;
 mod config;
 mod control;
@@ -61,7 +62,7 @@ use poller::poll_upstream_metrics;
 use upstream_service::Upstream;
 
 pub use body::{parse_request_body, RequestBody};
-pub use config::{AccessLog, GatewayConfig, GatewayError};
+pub use config::{AccessLog, GatewayConfig, GatewayError, ScoreModel};
 pub use histogram::Histogram as LatencyHistogram;
 pub use metrics::{GatewayMetrics, Identity, UpstreamLatencyGauges, UpstreamTotals};
 
@@ -195,6 +196,15 @@ pub async fn start(
         idle: Duration::from_secs_f64(config.idle_timeout_s),
         max_connections: config.max_connections,
     };
+    let agent = match config.agent_check {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|source| GatewayError::Bind { addr: at, source })?;
+            Some(tokio::spawn(agent::serve_agent(l, Arc::clone(&shared))))
+        }
+        None => None,
+    };
     let (stop_serving, serving) = watch::channel(false);
     // After the drain, connections get a moment to finish writing before they are closed.
     let grace = Duration::from_secs(1);
@@ -223,6 +233,9 @@ pub async fn start(
             return Err(GatewayError::Serve(std::io::Error::other(e.to_string())));
         }
         poller.abort();
+        if let Some(a) = agent {
+            a.abort();
+        }
         // Drained (or out of time): stop the controller task, which stops the actuator thread,
         // which restores the clocks. Connections still open after a timed-out drain were closed,
         // so their requests failed.
