@@ -114,11 +114,17 @@ impl OnnxModel {
                 "the first graph input has no fixed last dimension: export with a known feature count",
             )
         })?;
-        let plan = tract_onnx::onnx()
-            .model_for_proto_model(proto)
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, n]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
+        // tract can panic on a malformed graph (fuzzing found one in tract-onnx's graph reader):
+        // a file a user hands in must give an error, not end the process.
+        let build = || {
+            tract_onnx::onnx()
+                .model_for_proto_model(proto)
+                .and_then(|m| m.with_input_fact(0, f32::fact([1, n]).into()))
+                .and_then(|m| m.into_optimized())
+                .and_then(|m| m.into_runnable())
+        };
+        let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+            .map_err(|p| onnx_err(name, format!("tract failed on this graph: {}", panic_text(&*p))))?
             .map_err(|e| onnx_err(name, format!("tract cannot run this graph: {e:#}")))?;
         Ok(OnnxModel { name: name.to_owned(), plan, input_len: n })
     }
@@ -138,13 +144,27 @@ impl OnnxModel {
         }
         let tensor = Tensor::from_shape(&[1, self.input_len], input)
             .map_err(|e| onnx_err(&self.name, e.to_string()))?;
-        let out = self.plan.run(tvec!(tensor.into())).map_err(|e| onnx_err(&self.name, format!("{e:#}")))?;
+        let out =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(tvec!(tensor.into()))))
+                .map_err(|p| {
+                    onnx_err(&self.name, format!("tract failed running the graph: {}", panic_text(&*p)))
+                })?
+                .map_err(|e| onnx_err(&self.name, format!("{e:#}")))?;
         let first = out.first().ok_or_else(|| onnx_err(&self.name, "the graph has no output"))?;
         let view = first
             .to_plain_array_view::<f32>()
             .map_err(|e| onnx_err(&self.name, format!("output is not f32: {e}")))?;
         Ok(view.iter().copied().collect())
     }
+}
+
+/// A caught panic's message.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {

@@ -120,3 +120,12 @@ fn broken_files_and_broken_trees_are_clear_errors() {
     });
     assert!(e.contains("LOGISTIC"), "{e}");
 }
+
+/// A graph found by fuzzing (fuzz/fuzz_targets/onnx_model.rs) on which tract-onnx 0.23 panics
+/// while reading it: loading it is an error that names the file, not a crash.
+#[test]
+fn a_graph_that_makes_tract_panic_is_an_error() {
+    let path = fixture("fuzz/tract-panic.onnx");
+    let e = energyllm_models::onnx::OnnxRegressor::load(&path).unwrap_err().to_string();
+    assert!(e.contains("tract-panic.onnx") && e.contains("tract"), "{e}");
+}
