@@ -140,8 +140,20 @@ fn serve_actuates_through_the_clock_daemon_unprivileged() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.path().join("hwd.sock");
     let me = rustix_uid();
-    let as_nobody =
-        me == 0 && Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    // As `nobody` when root can switch to it and `nobody` can reach the binary (a checkout
+    // under a private home directory cannot be); otherwise as this user, saying so.
+    let as_nobody = me == 0
+        && Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_energyllm"))
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !as_nobody {
+        eprintln!(
+            "note: serve runs as this user here (no setpriv, not root, or nobody cannot reach the binary)"
+        );
+    }
     let (uid, mode) = if as_nobody { (65534, "0666") } else { (me, "0660") };
     let config = energyllm_hwd::config::DaemonConfig::parse(&format!(
         "socket = \"{}\"\nsocket_mode = \"{mode}\"\nallowed_uids = [{uid}]\n[[device]]\nindex = 0\nbackend = \"sim\"\nmin_mhz = 900\nmax_mhz = 1410\n",
