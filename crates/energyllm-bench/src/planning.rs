@@ -41,8 +41,6 @@ pub struct PlannedSystem {
     pub gpu: String,
     /// Model profile name; its tensor-parallel degree sets the GPU count.
     pub model: String,
-    /// The model's quality score, carried into the routing config.
-    pub quality: f64,
 }
 
 /// How the profile is taken.

@@ -103,12 +103,7 @@ struct SystemToml {
 
 impl SystemToml {
     fn planned(&self) -> PlannedSystem {
-        PlannedSystem {
-            name: self.name.clone(),
-            gpu: self.gpu.clone(),
-            model: self.model.clone(),
-            quality: self.quality,
-        }
+        PlannedSystem { name: self.name.clone(), gpu: self.gpu.clone(), model: self.model.clone() }
     }
 }
 
@@ -360,12 +355,8 @@ mod tests {
     /// in-memory fit of the same rows.
     #[test]
     fn a_measured_profile_fits_to_a_routing_config() {
-        let system = PlannedSystem {
-            name: "x".into(),
-            gpu: "a100-80gb".into(),
-            model: "llama-3.1-8b".into(),
-            quality: 1.0,
-        };
+        let system =
+            PlannedSystem { name: "x".into(), gpu: "a100-80gb".into(), model: "llama-3.1-8b".into() };
         let setup = PlanningSetup {
             input_tokens: vec![8, 128, 1024],
             output_tokens: vec![16, 128, 512, 1024],

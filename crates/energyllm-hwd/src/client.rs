@@ -7,14 +7,14 @@ use std::io::{BufReader, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use energyllm_core::registry::{parse_config, ActuatorPlugin, ConfigValue};
 use energyllm_core::{ActuatorError, FrequencyActuator, Mhz};
 
-use crate::protocol::{read_frame, write_request, Reply, Request};
+use crate::protocol::{read_frame, write_request, Reading, Reply, Request};
 
 /// Settings of the `hwd` actuator.
 #[derive(Clone, Debug, Deserialize)]
@@ -43,9 +43,14 @@ struct Conn {
     buf: Vec<u8>,
 }
 
+/// How long a reading answers the next questions: a telemetry sample asks for power, clock and
+/// energy one after another, and one round trip serves all three.
+const READING_FRESH: Duration = Duration::from_millis(20);
+
 /// A device driven through the daemon.
 pub struct HwdActuator {
     conn: Mutex<Conn>,
+    last: Mutex<Option<(Instant, Reading)>>,
     device: u32,
     name: String,
     socket: PathBuf,
@@ -76,6 +81,7 @@ impl HwdActuator {
         stream.set_write_timeout(timeout).map_err(backend)?;
         let a = HwdActuator {
             conn: Mutex::new(Conn { reader: BufReader::new(stream), buf: Vec::new() }),
+            last: Mutex::new(None),
             device: config.device,
             name: format!("hwd device {} at {}", config.device, config.socket.display()),
             socket: config.socket.clone(),
@@ -128,6 +134,35 @@ impl HwdActuator {
     }
 }
 
+impl HwdActuator {
+    /// The device's reading: the last one if it is fresh, else a new `read`.
+    fn reading(&self) -> Result<Reading, ActuatorError> {
+        let now = Instant::now();
+        if let Ok(last) = self.last.lock() {
+            if let Some((t, r)) = *last {
+                if now.duration_since(t) < READING_FRESH {
+                    return Ok(r);
+                }
+            }
+        }
+        let r = self
+            .call(&Request::Read { device: self.device })?
+            .reading
+            .ok_or_else(|| backend("a read without a reading"))?;
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((now, r));
+        }
+        Ok(r)
+    }
+
+    /// Forgets the reading after a clock change, so the next one shows it.
+    fn forget(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+    }
+}
+
 impl FrequencyActuator for HwdActuator {
     fn name(&self) -> &str {
         &self.name
@@ -137,22 +172,21 @@ impl FrequencyActuator for HwdActuator {
         Ok(r.clocks_mhz.unwrap_or_default().into_iter().map(Mhz).collect())
     }
     fn current_frequency(&self) -> Result<Mhz, ActuatorError> {
-        let r = self.call(&Request::Read { device: self.device })?;
-        r.reading.map(|r| Mhz(r.clock_mhz)).ok_or_else(|| backend("a read without a reading"))
+        Ok(Mhz(self.reading()?.clock_mhz))
     }
     fn set_frequency(&mut self, freq: Mhz) -> Result<(), ActuatorError> {
+        self.forget();
         self.call(&Request::Set { device: self.device, mhz: freq.0 }).map(|_| ())
     }
     fn reset(&mut self) -> Result<(), ActuatorError> {
+        self.forget();
         self.call(&Request::Reset { device: self.device }).map(|_| ())
     }
     fn power_w(&self) -> Result<f64, ActuatorError> {
-        let r = self.call(&Request::Read { device: self.device })?;
-        r.reading.map(|r| r.power_w).ok_or_else(|| backend("a read without a reading"))
+        Ok(self.reading()?.power_w)
     }
     fn energy_j(&self) -> Result<Option<f64>, ActuatorError> {
-        let r = self.call(&Request::Read { device: self.device })?;
-        Ok(r.reading.and_then(|r| r.energy_j))
+        Ok(self.reading()?.energy_j)
     }
 }
 

@@ -238,7 +238,8 @@ fn upstream_unavailable(detail: &str) -> Response {
     error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream engine is unavailable")
 }
 
-/// Checks the bearer token, when one is configured: `None` to go on, or the 401 to answer.
+/// Checks the bearer token, when one is configured: `None` to go on, or the 401 to answer
+/// (counted and logged like every refusal).
 fn authorize(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(key) = &s.config.api_key else { return None };
     // The scheme is case-insensitive (RFC 9110); the token is compared exactly.
@@ -247,9 +248,8 @@ fn authorize(s: &Shared, headers: &HeaderMap) -> Option<Response> {
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.trim().split_once(' '))
         .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim() == key);
-    (!ok).then(|| {
-        error_response(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <api key>")
-    })
+    (!ok)
+        .then(|| refused(s, StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <api key>"))
 }
 
 /// A request refused before admission: counted (client errors) and logged on the access log.
@@ -275,9 +275,6 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
 async fn proxy(s: Arc<Shared>, headers: HeaderMap, body: BodyResult, path: &'static str) -> Response {
     let deadline = Instant::now() + Duration::from_secs_f64(s.config.request_timeout_s);
     if let Some(r) = authorize(&s, &headers) {
-        s.metrics.client_errors.fetch_add(1, Ordering::Relaxed);
-        let line = AccessLine { outcome: "unauthorized", status: Some(401), ..AccessLine::default() };
-        super::access::log(s.config.access_log, &line);
         return r;
     }
     if s.draining.load(Ordering::Relaxed) {
