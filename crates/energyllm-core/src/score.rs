@@ -9,7 +9,8 @@
 //! predicted latency leaves slack against a share of the SLO's budget scores above 0.5, more the
 //! less marginal energy it needs. An instance without slack scores below 0.5, more the faster it
 //! would answer. The energy term is scaled by the request's estimated output tokens (1 J per
-//! token ↦ 0.75), so scores of instances compare for the same request.
+//! token ↦ 0.75), so scores of instances compare for the same request. [`rank`] orders
+//! candidates by their scores, for the simulator's router and the endpoint picker alike.
 
 use crate::{Mhz, PerfModel, PerfQuery, Slo};
 
@@ -136,5 +137,29 @@ pub fn endpoint_score(v: &InstanceView<'_>, query: &RouteQuery, slo_margin: f64)
         score: if score.is_finite() { score.clamp(0.0, 1.0) } else { 0.0 },
         prediction,
         slack_budget_s,
+    }
+}
+
+/// Candidates `(id, score)` from the best place for a request to the worst: the highest score
+/// first, an unknown (NaN) score after every known one, ties to the lower id. The cluster
+/// simulator's `energy-slack` router takes the first active instance of this order; the endpoint
+/// picker (`energyllm epp`) takes the first ready endpoints, reading each score from its gateway.
+pub fn rank(candidates: impl IntoIterator<Item = (usize, f64)>) -> Vec<usize> {
+    let mut c: Vec<(usize, f64)> = candidates.into_iter().collect();
+    let key = |s: f64| if s.is_nan() { f64::NEG_INFINITY } else { s };
+    c.sort_by(|a, b| a.1.is_nan().cmp(&b.1.is_nan()).then(key(b.1).total_cmp(&key(a.1))).then(a.0.cmp(&b.0)));
+    c.into_iter().map(|(i, _)| i).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank;
+
+    #[test]
+    fn rank_puts_the_highest_score_first_unknown_last_and_ties_to_the_lower_id() {
+        assert_eq!(rank([(0, 0.2), (1, 0.9), (2, f64::NAN), (3, 0.9), (4, 0.0)]), vec![1, 3, 0, 4, 2]);
+        assert_eq!(rank([(7, f64::NAN), (3, f64::NAN)]), vec![3, 7]);
+        assert_eq!(rank([(5, f64::NEG_INFINITY), (2, f64::NAN)]), vec![5, 2]);
+        assert!(rank([]).is_empty());
     }
 }

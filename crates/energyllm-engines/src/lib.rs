@@ -12,6 +12,10 @@ Inference engines behind the [`Engine`](energyllm_core::Engine) seam.
 - [`live`] (feature `live`): the vLLM, TGI and llama.cpp adapters over HTTP and the
   OpenAI-compatible gateway that runs the controller in front of them. Only this crate speaks
   to an inference server.
+
+- [`prom`]: the Prometheus text format, read just far enough for engines' and gateways' metrics
+  pages; always built, because the endpoint picker reads gateways' pages without the rest of
+  `live`.
 */
 #![deny(missing_docs)]
 
@@ -21,6 +25,7 @@ mod error;
 pub mod live;
 pub mod llamacpp_cache;
 mod model;
+pub mod prom;
 pub mod server;
 pub mod sim;
 mod timing;

@@ -22,7 +22,7 @@
 //! tensor-parallel degree.
 
 pub use energyllm_core::score::{
-    endpoint_score, predict, EndpointScore, InstanceView, Prediction, RouteQuery,
+    endpoint_score, predict, rank, EndpointScore, InstanceView, Prediction, RouteQuery,
 };
 
 /// Picks an instance for each arriving request.
@@ -100,13 +100,11 @@ impl Router for EnergySlack {
     /// least marginal energy, else the least latency (ties: the lowest index). The gateway
     /// exports the same score, so a load balancer in front of real gateways ranks them alike.
     fn route(&mut self, query: &RouteQuery, instances: &[InstanceView<'_>]) -> usize {
-        instances
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.active)
-            .map(|(i, v)| (i, endpoint_score(v, query, self.slo_margin).score))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-            .map_or(0, |(i, _)| i)
+        let active = instances.iter().enumerate().filter(|(_, v)| v.active);
+        rank(active.map(|(i, v)| (i, endpoint_score(v, query, self.slo_margin).score)))
+            .first()
+            .copied()
+            .unwrap_or(0)
     }
 }
 

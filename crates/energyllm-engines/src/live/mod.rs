@@ -11,7 +11,7 @@
 
 pub mod actuate;
 pub mod gateway;
-pub mod prom;
+pub use crate::prom;
 pub mod sse;
 pub mod upstream;
 

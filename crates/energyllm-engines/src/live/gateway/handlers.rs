@@ -159,45 +159,62 @@ async fn health() -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
-/// Fit to serve: not draining, the upstream's `/metrics` read recently (so the upstream is up
-/// and the controller sees its state), and the actuator sampling power with no failed clock
-/// change. 200 or 503, with each check and why it fails as JSON.
+/// The checks behind `/ready` and the `energyllm_ready` gauge.
+struct Readiness {
+    draining: bool,
+    upstream: Result<(), String>,
+    actuator: Result<(), String>,
+}
+
+impl Readiness {
+    /// Fit to serve: not draining, the upstream's `/metrics` read recently (so the upstream is up
+    /// and the controller sees its state), and the actuator sampling power with no failed clock
+    /// change.
+    fn of(s: &Shared) -> Readiness {
+        let m = &s.metrics;
+        let fresh_ms = (3.0 * s.config.metrics_interval_s).max(5.0) * 1000.0;
+        let last = m.last_scrape_ok_ms.load(Ordering::Relaxed);
+        let age_ms = (m.started.elapsed().as_millis() as u64).saturating_sub(last);
+        let upstream = if last != u64::MAX && (age_ms as f64) <= fresh_ms {
+            Ok(())
+        } else {
+            let why = m.scrape_error.lock().ok().and_then(|e| e.clone());
+            Err(match (last, why) {
+                (_, Some(why)) => why,
+                (u64::MAX, None) => "the upstream's /metrics has not been read yet".to_owned(),
+                (_, None) => format!("the upstream's /metrics was last read {} s ago", age_ms / 1000),
+            })
+        };
+        let (power, errors) = (s.readings.power_w.get(), s.readings.errors.load(Ordering::Relaxed));
+        let actuator = if !power.is_finite() {
+            Err("the actuator has no power reading".to_owned())
+        } else if errors > 0 {
+            Err(format!("{errors} clock change(s) failed; see the log"))
+        } else {
+            Ok(())
+        };
+        Readiness { draining: s.draining.load(Ordering::Relaxed), upstream, actuator }
+    }
+
+    fn ok(&self) -> bool {
+        !self.draining && self.upstream.is_ok() && self.actuator.is_ok()
+    }
+}
+
+/// 200 or 503, with each check of [`Readiness`] and why it fails as JSON.
 async fn ready(State(s): State<Arc<Shared>>) -> Response {
-    let m = &s.metrics;
-    let draining = s.draining.load(Ordering::Relaxed);
-    let fresh_ms = (3.0 * s.config.metrics_interval_s).max(5.0) * 1000.0;
-    let last = m.last_scrape_ok_ms.load(Ordering::Relaxed);
-    let age_ms = (m.started.elapsed().as_millis() as u64).saturating_sub(last);
-    let upstream = if last != u64::MAX && (age_ms as f64) <= fresh_ms {
-        Ok(())
-    } else {
-        let why = m.scrape_error.lock().ok().and_then(|e| e.clone());
-        Err(match (last, why) {
-            (_, Some(why)) => why,
-            (u64::MAX, None) => "the upstream's /metrics has not been read yet".to_owned(),
-            (_, None) => format!("the upstream's /metrics was last read {} s ago", age_ms / 1000),
-        })
-    };
-    let (power, errors) = (s.readings.power_w.get(), s.readings.errors.load(Ordering::Relaxed));
-    let actuator = if !power.is_finite() {
-        Err("the actuator has no power reading".to_owned())
-    } else if errors > 0 {
-        Err(format!("{errors} clock change(s) failed; see the log"))
-    } else {
-        Ok(())
-    };
-    let ok = !draining && upstream.is_ok() && actuator.is_ok();
+    let r = Readiness::of(&s);
     let check = |r: &Result<(), String>| match r {
         Ok(()) => json!("ok"),
         Err(why) => json!(why),
     };
     let body = json!({
-        "ready": ok,
-        "draining": draining,
-        "upstream": check(&upstream),
-        "actuator": check(&actuator),
+        "ready": r.ok(),
+        "draining": r.draining,
+        "upstream": check(&r.upstream),
+        "actuator": check(&r.actuator),
     });
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if r.ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }
 
@@ -206,6 +223,7 @@ async fn metrics_page(State(s): State<Arc<Shared>>) -> Response {
     let page = s.metrics.render(
         r.clock_mhz.load(Ordering::Relaxed),
         r.power_w.get(),
+        Readiness::of(&s).ok(),
         s.config.dry_run,
         s.config.engine.name(),
         &s.config.identity,

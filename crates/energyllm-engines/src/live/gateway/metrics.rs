@@ -189,6 +189,7 @@ impl GatewayMetrics {
         &self,
         clock_mhz: u64,
         power_w: f64,
+        ready: bool,
         dry_run: bool,
         engine: &str,
         id: &Identity,
@@ -249,6 +250,12 @@ impl GatewayMetrics {
             "gauge",
             "GPU clock the policy chose.",
             g(&self.decided_clock_mhz).to_string(),
+        );
+        line(
+            "energyllm_ready",
+            "gauge",
+            "1 when /ready answers 200: not draining, upstream metrics fresh, actuator sound.",
+            u8::from(ready).to_string(),
         );
         line(
             "energyllm_dry_run",

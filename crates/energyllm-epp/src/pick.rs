@@ -1,0 +1,260 @@
+//! The choice itself, sans IO: from what the endpoints' metrics pages said, the request's subset
+//! hint and whether it may be shed, a [`Decision`]. The order is [`energyllm_core::score::rank`]
+//! over the scores the gateways computed with `energyllm_core::score::endpoint_score`, the same
+//! two functions the cluster simulator routes by.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use energyllm_core::score::rank;
+use energyllm_engines::prom::Metrics;
+
+use crate::pool::Pool;
+
+/// What the picker knows of one endpoint, from its gateway's last metrics page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointState {
+    /// `energyllm_endpoint_score`, in [0, 1]; NaN when the gateway has no score model.
+    pub score: f64,
+    /// `energyllm_ready`: not draining, its upstream and actuator sound.
+    pub ready: bool,
+    /// Requests the gateway holds: running plus queued.
+    pub load: f64,
+    /// The gateway's batch cap (NaN when unknown).
+    pub batch_cap: f64,
+    /// When the page was last read; `None` before the first good read.
+    pub read_at: Option<Instant>,
+    /// Why the last read failed, if it did.
+    pub error: Option<String>,
+    /// Requests this picker sent to the endpoint since that read, which its page cannot show yet.
+    pub picked_since_read: u32,
+}
+
+impl Default for EndpointState {
+    fn default() -> Self {
+        EndpointState {
+            score: f64::NAN,
+            ready: false,
+            load: 0.0,
+            batch_cap: f64::NAN,
+            read_at: None,
+            error: None,
+            picked_since_read: 0,
+        }
+    }
+}
+
+impl EndpointState {
+    /// Takes in a page read at `at`.
+    pub fn read(&mut self, page: &str, at: Instant) -> Result<(), String> {
+        let m = Metrics::parse(page).map_err(|e| e.to_string())?;
+        let score = m.sum("energyllm_endpoint_score").ok_or_else(|| {
+            "the page has no energyllm_endpoint_score: is this an energyllm gateway (energyllm serve)?"
+                .to_owned()
+        })?;
+        // A gateway from before `energyllm_ready` serves whenever its page answers.
+        self.ready = m.sum("energyllm_ready").is_none_or(|r| r >= 1.0);
+        self.score = score;
+        self.load =
+            m.sum("energyllm_in_flight").unwrap_or(0.0) + m.sum("energyllm_queue_length").unwrap_or(0.0);
+        self.batch_cap = m.sum("energyllm_batch_cap").unwrap_or(f64::NAN);
+        self.read_at = Some(at);
+        self.error = None;
+        self.picked_since_read = 0;
+        Ok(())
+    }
+
+    /// Whether the batch has a free slot, counting the picks its page does not show yet.
+    fn has_free_slot(&self) -> bool {
+        !(self.batch_cap >= 1.0) || self.load + f64::from(self.picked_since_read) < self.batch_cap
+    }
+}
+
+/// How the picker chooses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PickPolicy {
+    /// Endpoints after the first in the answer, for Envoy to retry down the list.
+    pub fallbacks: usize,
+    /// A page older than this takes its endpoint out of the choice.
+    pub stale_after: Duration,
+    /// A sheddable request gets 429 when the best endpoint's score is below this (0: never).
+    pub shed_below: f64,
+}
+
+impl Default for PickPolicy {
+    fn default() -> Self {
+        // 0.14: with the gateway's default slo_margin of 0.4, a score under 0.5 · 1/(1 + 2.5)
+        // means a predicted end-to-end time past the whole SLO budget, not only past the slack.
+        PickPolicy { fallbacks: 2, stale_after: Duration::from_secs(5), shed_below: 0.14 }
+    }
+}
+
+/// The answer for one request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Send it to the first endpoint, then down the list.
+    Route(Vec<SocketAddr>),
+    /// No endpoint may take it (503), and why.
+    Unavailable(String),
+    /// Shed it (429), and why.
+    Shed(String),
+}
+
+/// Picks for a request. `subset`, when the proxy sent one, limits the choice to those
+/// addresses; `sheddable` requests may be refused when every endpoint is short of the SLO.
+///
+/// The order: endpoints whose batch has a free slot before those whose batch is full (counting
+/// picks made since their last page, so a burst between two reads does not all land on one
+/// endpoint), each group by [`rank`] of the gateways' scores.
+pub fn decide(
+    pool: &Pool,
+    states: &[EndpointState],
+    now: Instant,
+    subset: Option<&[String]>,
+    sheddable: bool,
+    policy: &PickPolicy,
+) -> Decision {
+    let mut why_not = Vec::new();
+    let mut free = Vec::new();
+    let mut full = Vec::new();
+    for (i, (e, s)) in pool.endpoints().iter().zip(states).enumerate() {
+        if subset.is_some_and(|set| !set.iter().any(|a| a.trim() == e.address.to_string())) {
+            continue;
+        }
+        let age = s.read_at.map(|t| now.saturating_duration_since(t));
+        match (age, &s.error) {
+            (None, Some(err)) => why_not.push(format!("{}: {err}", e.address)),
+            (None, None) => why_not.push(format!("{}: metrics not read yet", e.address)),
+            (Some(age), err) if age > policy.stale_after => why_not.push(format!(
+                "{}: metrics {:.1} s old{}",
+                e.address,
+                age.as_secs_f64(),
+                err.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+            )),
+            _ if !s.ready => why_not.push(format!("{}: not ready (draining or unhealthy)", e.address)),
+            _ if s.has_free_slot() => free.push((i, s.score)),
+            _ => full.push((i, s.score)),
+        }
+    }
+    if free.is_empty() && full.is_empty() {
+        let scope = if subset.is_some() { "in the request's subset" } else { "in the pool" };
+        let detail = if why_not.is_empty() { "none listed".to_owned() } else { why_not.join("; ") };
+        return Decision::Unavailable(format!("no ready endpoint {scope}: {detail}"));
+    }
+    let order: Vec<usize> = rank(free).into_iter().chain(rank(full)).collect();
+    let best = states[order[0]].score;
+    if sheddable && best < policy.shed_below {
+        return Decision::Shed(format!(
+            "the best endpoint's score {best:.3} is below {:.3}: every endpoint is short of the SLO",
+            policy.shed_below
+        ));
+    }
+    let addrs = order.iter().take(1 + policy.fallbacks).map(|&i| pool.endpoints()[i].address).collect();
+    Decision::Route(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pool(n: usize) -> Pool {
+        Pool::from_addresses(&(0..n).map(|i| format!("10.0.0.{}:8000", i + 1)).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn state(score: f64, load: f64, cap: f64, at: Instant) -> EndpointState {
+        EndpointState {
+            score,
+            ready: true,
+            load,
+            batch_cap: cap,
+            read_at: Some(at),
+            ..EndpointState::default()
+        }
+    }
+
+    fn addrs(d: &Decision) -> Vec<String> {
+        match d {
+            Decision::Route(a) => a.iter().map(ToString::to_string).collect(),
+            other => panic!("expected a route, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_highest_score_leads_and_fallbacks_follow_in_rank() {
+        let now = Instant::now();
+        let states = [state(0.6, 0.0, 8.0, now), state(0.9, 0.0, 8.0, now), state(0.7, 0.0, 8.0, now)];
+        let d = decide(&pool(3), &states, now, None, false, &PickPolicy::default());
+        assert_eq!(addrs(&d), ["10.0.0.2:8000", "10.0.0.3:8000", "10.0.0.1:8000"]);
+        let one = PickPolicy { fallbacks: 0, ..PickPolicy::default() };
+        assert_eq!(addrs(&decide(&pool(3), &states, now, None, false, &one)), ["10.0.0.2:8000"]);
+    }
+
+    #[test]
+    fn the_subset_hint_limits_the_choice_and_an_empty_one_is_unavailable() {
+        let now = Instant::now();
+        let states = [state(0.6, 0.0, 8.0, now), state(0.9, 0.0, 8.0, now), state(0.7, 0.0, 8.0, now)];
+        let subset = ["10.0.0.1:8000".to_owned(), "10.0.0.3:8000".to_owned(), "10.9.9.9:1".to_owned()];
+        let d = decide(&pool(3), &states, now, Some(&subset), false, &PickPolicy::default());
+        assert_eq!(addrs(&d), ["10.0.0.3:8000", "10.0.0.1:8000"]);
+        let d = decide(&pool(3), &states, now, Some(&[]), false, &PickPolicy::default());
+        assert!(matches!(&d, Decision::Unavailable(why) if why.contains("in the request's subset")), "{d:?}");
+    }
+
+    #[test]
+    fn stale_unready_and_unread_endpoints_are_left_out_with_reasons() {
+        let now = Instant::now();
+        let old = now.checked_sub(Duration::from_secs(10)).unwrap();
+        let mut states = vec![state(0.9, 0.0, 8.0, old), state(0.8, 0.0, 8.0, now), EndpointState::default()];
+        states[1].ready = false;
+        states[2].error = Some("connection refused".into());
+        let d = decide(&pool(3), &states, now, None, false, &PickPolicy::default());
+        let Decision::Unavailable(why) = d else { panic!("{d:?}") };
+        assert!(why.contains("10.0.0.1:8000: metrics 10.0 s old"), "{why}");
+        assert!(why.contains("10.0.0.2:8000: not ready"), "{why}");
+        assert!(why.contains("10.0.0.3:8000: connection refused"), "{why}");
+        states[1].ready = true;
+        assert_eq!(
+            addrs(&decide(&pool(3), &states, now, None, false, &PickPolicy::default())),
+            ["10.0.0.2:8000"]
+        );
+    }
+
+    #[test]
+    fn a_full_batch_ranks_after_free_slots_counting_picks_not_yet_on_its_page() {
+        let now = Instant::now();
+        let mut states = vec![state(0.9, 3.0, 4.0, now), state(0.6, 0.0, 4.0, now)];
+        let p = PickPolicy::default();
+        assert_eq!(addrs(&decide(&pool(2), &states, now, None, false, &p))[0], "10.0.0.1:8000");
+        states[0].picked_since_read = 1;
+        assert_eq!(
+            addrs(&decide(&pool(2), &states, now, None, false, &p)),
+            ["10.0.0.2:8000", "10.0.0.1:8000"]
+        );
+        states[1].load = 4.0;
+        assert_eq!(addrs(&decide(&pool(2), &states, now, None, false, &p))[0], "10.0.0.1:8000");
+    }
+
+    #[test]
+    fn only_sheddable_requests_are_shed_and_only_below_the_threshold() {
+        let now = Instant::now();
+        let states = [state(0.1, 9.0, 8.0, now), state(0.12, 9.0, 8.0, now)];
+        let p = PickPolicy::default();
+        assert!(matches!(decide(&pool(2), &states, now, None, true, &p), Decision::Shed(_)));
+        assert_eq!(addrs(&decide(&pool(2), &states, now, None, false, &p))[0], "10.0.0.2:8000");
+        let never = PickPolicy { shed_below: 0.0, ..p };
+        assert!(matches!(decide(&pool(2), &states, now, None, true, &never), Decision::Route(_)));
+    }
+
+    #[test]
+    fn a_page_is_read_for_score_readiness_and_load_and_a_foreign_page_is_refused() {
+        let mut s = EndpointState::default();
+        let page = "energyllm_endpoint_score 0.8\nenergyllm_ready 0\nenergyllm_in_flight 3\nenergyllm_queue_length 2\nenergyllm_batch_cap 8\n";
+        s.picked_since_read = 4;
+        s.read(page, Instant::now()).unwrap();
+        assert_eq!((s.score, s.ready, s.load, s.batch_cap, s.picked_since_read), (0.8, false, 5.0, 8.0, 0));
+        let err = s.read("vllm:num_requests_running 1\n", Instant::now()).unwrap_err();
+        assert!(err.contains("energyllm serve"), "{err}");
+        assert!(s.read("energyllm_endpoint_score{\n", Instant::now()).unwrap_err().contains("line 1"));
+    }
+}

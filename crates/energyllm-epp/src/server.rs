@@ -1,0 +1,283 @@
+//! The picker as a process: the gRPC server (Envoy's `ExternalProcessor` and gRPC health), one
+//! reader task per endpoint keeping the [`Board`] fresh, and an optional `/metrics` page.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
+    ExternalProcessor, ExternalProcessorServer,
+};
+use envoy_types::pb::envoy::service::ext_proc::v3::{ProcessingRequest, ProcessingResponse};
+use futures_util::{Stream, StreamExt as _};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+use tonic_health::ServingStatus;
+
+use crate::board::Board;
+use crate::flow::Flow;
+use crate::pick::PickPolicy;
+use crate::pool::Pool;
+
+/// The gRPC health service names: the process, its readiness, and the ext_proc service.
+pub const HEALTH_SERVICES: [&str; 3] =
+    ["liveness", "readiness", "envoy.service.ext_proc.v3.ExternalProcessor"];
+
+/// How the picker runs.
+#[derive(Clone, Debug)]
+pub struct EppConfig {
+    /// The gRPC address (ext_proc and health); the Inference Extension's default port is 9002.
+    pub listen: SocketAddr,
+    /// Where to serve the picker's own `/metrics` page, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The endpoints.
+    pub pool: Pool,
+    /// How often each endpoint's metrics page is read.
+    pub refresh: Duration,
+    /// How long one read may take.
+    pub read_timeout: Duration,
+    /// How the picker chooses.
+    pub policy: PickPolicy,
+    /// Request bodies larger than this are refused with 413 (full-duplex mode only).
+    pub max_body_bytes: usize,
+    /// Treat request bodies as `FULL_DUPLEX_STREAMED` when Envoy does not say.
+    pub force_full_duplex: bool,
+}
+
+impl EppConfig {
+    /// The defaults: 200 ms refresh, 1 s read timeout, 8 MiB bodies, [`PickPolicy::default`].
+    pub fn new(listen: SocketAddr, pool: Pool) -> EppConfig {
+        EppConfig {
+            listen,
+            metrics_listen: None,
+            pool,
+            refresh: Duration::from_millis(200),
+            read_timeout: Duration::from_secs(1),
+            policy: PickPolicy::default(),
+            max_body_bytes: 8 << 20,
+            force_full_duplex: false,
+        }
+    }
+}
+
+/// Why the picker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EppError {
+    /// An address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The HTTP client for the metrics pages could not be built.
+    #[error("cannot build the HTTP client that reads the gateways' metrics: {0}")]
+    Client(String),
+    /// A setting is out of range.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A running picker.
+pub struct EppHandle {
+    /// The gRPC address it listens on.
+    pub addr: SocketAddr,
+    /// The address of its `/metrics` page, if it serves one.
+    pub metrics_addr: Option<SocketAddr>,
+    board: Arc<Board>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl EppHandle {
+    /// What the picker knows and has decided.
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    /// Stops accepting streams, lets open ones end (Envoy closes them per request), and stops
+    /// the readers.
+    pub async fn stop(self) -> Result<(), tonic::transport::Error> {
+        let _ = self.stop.send(true);
+        let served = self.grpc.await;
+        for t in self.tasks {
+            t.abort();
+        }
+        served.unwrap_or(Ok(()))
+    }
+}
+
+/// Starts the picker: binds its listeners, starts reading the endpoints' pages, and serves.
+pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
+    if cfg.refresh.is_zero() || cfg.read_timeout.is_zero() {
+        return Err(EppError::Config("the refresh interval and the read timeout must be positive".into()));
+    }
+    let listener = TcpListener::bind(cfg.listen).await.map_err(|source| EppError::Bind {
+        addr: cfg.listen,
+        what: "gRPC",
+        source,
+    })?;
+    let addr =
+        listener.local_addr().map_err(|source| EppError::Bind { addr: cfg.listen, what: "gRPC", source })?;
+    let board = Arc::new(Board::new(cfg.pool.clone(), cfg.policy.clone()));
+    let client = reqwest::Client::builder()
+        .timeout(cfg.read_timeout)
+        .build()
+        .map_err(|e| EppError::Client(e.to_string()))?;
+    let mut tasks: Vec<JoinHandle<()>> = cfg
+        .pool
+        .endpoints()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            tokio::spawn(read_loop(board.clone(), i, e.metrics_url.clone(), client.clone(), cfg.refresh))
+        })
+        .collect();
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status(HEALTH_SERVICES[0], ServingStatus::Serving).await;
+    for name in &HEALTH_SERVICES[1..] {
+        reporter.set_service_status(*name, ServingStatus::NotServing).await;
+    }
+    let (stop, mut stopped) = watch::channel(false);
+    {
+        let (board, mut stopped) = (board.clone(), stop.subscribe());
+        tasks.push(tokio::spawn(async move {
+            // Ready once every endpoint has been read (or failed) once; serving stays on after.
+            while !board.synced() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+            for name in &HEALTH_SERVICES[1..] {
+                reporter.set_service_status(*name, ServingStatus::Serving).await;
+            }
+            let _ = stopped.changed().await;
+            for name in HEALTH_SERVICES {
+                reporter.set_service_status(name, ServingStatus::NotServing).await;
+            }
+        }));
+    }
+
+    let metrics_addr = match cfg.metrics_listen {
+        None => None,
+        Some(m) => {
+            let l = TcpListener::bind(m).await.map_err(|source| EppError::Bind {
+                addr: m,
+                what: "metrics",
+                source,
+            })?;
+            let local =
+                l.local_addr().map_err(|source| EppError::Bind { addr: m, what: "metrics", source })?;
+            tasks.push(tokio::spawn(serve_metrics(l, board.clone())));
+            Some(local)
+        }
+    };
+
+    let service = Epp {
+        board: board.clone(),
+        max_body_bytes: cfg.max_body_bytes,
+        force_full_duplex: cfg.force_full_duplex,
+    };
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(ExternalProcessorServer::new(service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }),
+    );
+    tracing::info!(
+        %addr,
+        endpoints = cfg.pool.endpoints().len(),
+        refresh_ms = cfg.refresh.as_millis() as u64,
+        fallbacks = cfg.policy.fallbacks,
+        shed_below = cfg.policy.shed_below,
+        "endpoint picker listening"
+    );
+    Ok(EppHandle { addr, metrics_addr, board, stop, tasks, grpc })
+}
+
+/// Reads endpoint `i`'s page every `refresh`, logging when it stops and starts answering.
+async fn read_loop(board: Arc<Board>, i: usize, url: String, client: reqwest::Client, refresh: Duration) {
+    let mut tick = tokio::time::interval(refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_ok: Option<bool> = None;
+    loop {
+        tick.tick().await;
+        let page = match client.get(&url).send().await.and_then(reqwest::Response::error_for_status) {
+            Ok(r) => r.text().await.map_err(|e| format!("reading {url}: {e}")),
+            Err(e) => Err(format!("reading {url}: {e}")),
+        };
+        let outcome = board.take_read(i, page, Instant::now());
+        match (&outcome, was_ok) {
+            (Err(e), Some(true) | None) => {
+                tracing::warn!(endpoint = i, error = %e, "endpoint metrics unreadable")
+            }
+            (Ok(()), Some(false)) => tracing::info!(endpoint = i, %url, "endpoint metrics readable again"),
+            _ => {}
+        }
+        was_ok = Some(outcome.is_ok());
+    }
+}
+
+/// Serves the board's `GET /metrics` page.
+async fn serve_metrics(listener: TcpListener, board: Arc<Board>) {
+    let page = move || {
+        let board = board.clone();
+        async move { ([("content-type", "text/plain; version=0.0.4")], board.render()) }
+    };
+    let app = axum::Router::new().route("/metrics", axum::routing::get(page));
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the picker's metrics page stopped");
+    }
+}
+
+/// The `ExternalProcessor` service: one [`Flow`] per stream.
+struct Epp {
+    board: Arc<Board>,
+    max_body_bytes: usize,
+    force_full_duplex: bool,
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExternalProcessor for Epp {
+    type ProcessStream = ResponseStream;
+
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let mut flow = Flow::new(self.max_body_bytes, self.force_full_duplex);
+        let board = self.board.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.next().await {
+                match msg {
+                    Ok(msg) => {
+                        for out in flow.on_message(msg, board.as_ref()) {
+                            if tx.send(Ok(out)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    // The proxy went away or the stream broke: nothing left to answer.
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
