@@ -22,18 +22,22 @@ and what is printed or written for a person. `cargo xtask` reuses the same argum
 | `hw info` | [`hw`] | energyllm-hw's `info` |
 | `report` | [`report`] | energyllm-bench's `html_report` |
 | `serve`, `loadgen` (feature `live`) | `live` | energyllm-engines' `live` |
+| `epp` (feature `epp`) | `epp` | energyllm-epp |
 
-Why it is shaped so: `clap`, `anyhow` and `indicatif` appear in this crate and xtask and nowhere
-else, so every library returns its own typed error and reports progress through a callback; an
-experiment is then a function a test can call, and this crate is the only place that decides
-how a result looks on a terminal. Enums that libraries own (trace formats, training presets)
-are parsed with [`args::named_value`] from the names the library gives them.
+Why it is shaped so: `clap`, `anyhow` and `indicatif` appear in this crate and xtask (and `clap`
+in the `energyllm-hwd` binary) and nowhere else, so every library returns its own typed error and
+reports progress through a callback; an experiment is then a function a test can call, and this
+crate is the only place that decides how a result looks on a terminal. Enums that libraries own
+(trace formats, training presets) are parsed with [`args::named_value`] from the names the
+library gives them.
 */
 #![deny(missing_docs)]
 
 pub mod args;
 pub mod cluster;
 pub mod dataset;
+#[cfg(feature = "epp")]
+pub mod epp;
 pub mod eval;
 pub mod fit;
 pub mod hw;

@@ -122,7 +122,7 @@ pub struct ServeArgs {
 }
 
 /// Logs to standard error in `format`, filtered by RUST_LOG or else `level`.
-fn init_logging(format: &str, level: &str) -> anyhow::Result<()> {
+pub(crate) fn init_logging(format: &str, level: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => {
@@ -141,7 +141,7 @@ fn init_logging(format: &str, level: &str) -> anyhow::Result<()> {
     installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 

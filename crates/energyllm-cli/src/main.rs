@@ -59,6 +59,10 @@ enum Command {
     /// (feature `live`).
     #[cfg(feature = "live")]
     Loadgen(energyllm_cli::live::LoadgenArgs),
+    /// Pick the gateway for each request behind Envoy (ext_proc, the Gateway API Inference
+    /// Extension's endpoint-picker protocol) by the score each gateway exports (feature `epp`).
+    #[cfg(feature = "epp")]
+    Epp(energyllm_cli::epp::EppArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +85,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => energyllm_cli::live::run_serve(&args),
         #[cfg(feature = "live")]
         Command::Loadgen(args) => energyllm_cli::live::run_loadgen(&args),
+        #[cfg(feature = "epp")]
+        Command::Epp(args) => energyllm_cli::epp::run_epp(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

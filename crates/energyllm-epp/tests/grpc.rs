@@ -1,0 +1,226 @@
+//! The picker over a real gRPC connection, driven as Envoy drives an ext_proc server, against
+//! endpoints that serve a gateway's recorded metrics page (`data/gateway-metrics.prom`, read
+//! from `energyllm serve` in front of llama-server) with the score, readiness and load each test
+//! sets. The live counterpart, against real gateways, is `gateways.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use common::{eventually, health, Answer, Ask, Stream};
+use energyllm_epp::{start, EppConfig, EppHandle, Pool};
+
+const RECORDED: &str = include_str!("data/gateway-metrics.prom");
+
+/// What one fake endpoint serves: the recorded page with these values in place.
+#[derive(Clone, Debug)]
+struct Page {
+    score: f64,
+    ready: bool,
+    in_flight: u32,
+    delay_ms: u64,
+    status: u16,
+}
+
+impl Page {
+    fn scored(score: f64) -> Page {
+        Page { score, ready: true, in_flight: 0, delay_ms: 0, status: 200 }
+    }
+
+    fn render(&self) -> String {
+        RECORDED
+            .lines()
+            .map(|l| match l.split_once(' ') {
+                Some(("energyllm_endpoint_score", _)) => format!("energyllm_endpoint_score {}", self.score),
+                Some(("energyllm_ready", _)) => format!("energyllm_ready {}", u8::from(self.ready)),
+                Some(("energyllm_in_flight", _)) => format!("energyllm_in_flight {}", self.in_flight),
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// An endpoint: its address (the page is served on it, as a gateway serves its own) and the
+/// page it serves, which the test changes at will.
+struct Endpoint {
+    addr: SocketAddr,
+    page: Arc<Mutex<Page>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Endpoint {
+    async fn start(page: Page) -> Endpoint {
+        let page = Arc::new(Mutex::new(page));
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(|State(p): State<Arc<Mutex<Page>>>| async move {
+                    let page = p.lock().unwrap().clone();
+                    tokio::time::sleep(Duration::from_millis(page.delay_ms)).await;
+                    (StatusCode::from_u16(page.status).unwrap(), page.render())
+                }),
+            )
+            .with_state(page.clone());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        Endpoint { addr, page, task }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut Page)) {
+        f(&mut self.page.lock().unwrap());
+    }
+}
+
+async fn picker(endpoints: &[&Endpoint], tweak: impl FnOnce(&mut EppConfig)) -> EppHandle {
+    let pool =
+        Pool::from_addresses(&endpoints.iter().map(|e| e.addr.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), pool);
+    cfg.refresh = Duration::from_millis(50);
+    cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    tweak(&mut cfg);
+    start(cfg).await.unwrap()
+}
+
+async fn ready(epp: &EppHandle) {
+    eventually("readiness", || async { health(epp.addr, "readiness").await == Ok(1) }).await;
+}
+
+#[tokio::test]
+async fn liveness_serves_at_once_and_readiness_once_every_endpoint_was_read() {
+    let slow = Endpoint::start(Page { delay_ms: 1500, ..Page::scored(0.7) }).await;
+    let fast = Endpoint::start(Page::scored(0.7)).await;
+    let epp = picker(&[&slow, &fast], |c| c.read_timeout = Duration::from_secs(5)).await;
+    assert_eq!(health(epp.addr, "liveness").await, Ok(1));
+    assert_eq!(health(epp.addr, "readiness").await, Ok(2), "not ready before the slow page was read");
+    assert_eq!(health(epp.addr, "envoy.service.ext_proc.v3.ExternalProcessor").await, Ok(2));
+    assert_eq!(health(epp.addr, "no.such.Service").await, Err(tonic::Code::NotFound));
+    ready(&epp).await;
+    assert_eq!(health(epp.addr, "envoy.service.ext_proc.v3.ExternalProcessor").await, Ok(1));
+    epp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_best_score_leads_in_core_rank_order_and_the_body_comes_back_whole() {
+    let scores = [0.62, 0.91, 0.70];
+    let e: Vec<Endpoint> =
+        futures_util::future::join_all(scores.map(|s| Endpoint::start(Page::scored(s)))).await;
+    let epp = picker(&[&e[0], &e[1], &e[2]], |_| {}).await;
+    ready(&epp).await;
+    let ask = Ask::completion("the quick brown fox", 16);
+    let (answer, stream) = Stream::ask(epp.addr, &ask).await;
+    // The order is energyllm-core's rank, the function the cluster simulator routes by.
+    let order = energyllm_core::score::rank(scores.iter().copied().enumerate());
+    let expected: Vec<String> = order.iter().map(|&i| e[i].addr.to_string()).collect();
+    assert_eq!(answer, Answer::Route { endpoints: expected.join(","), body: ask.body.clone() });
+    stream.respond(&e[1].addr.to_string(), b"data: {\"choices\":[]}\n\n").await;
+    eventually("the served count", || async { epp.board().served_by(1) == 1 }).await;
+
+    // The subset hint limits the choice; an empty subset is 503.
+    let subset = Ask { subset: Some(vec![e[0].addr.to_string(), e[2].addr.to_string()]), ..ask.clone() };
+    let (answer, _) = Stream::ask(epp.addr, &subset).await;
+    assert_eq!(answer.first(), Some(e[2].addr.to_string()));
+    let (answer, _) = Stream::ask(epp.addr, &Ask { subset: Some(Vec::new()), ..ask.clone() }).await;
+    assert!(
+        matches!(&answer, Answer::Immediate { status: 503, body } if body.contains("subset")),
+        "{answer:?}"
+    );
+
+    // A score that falls moves the traffic at the next read.
+    e[1].set(|p| p.score = 0.3);
+    eventually("the new score", || async {
+        Stream::ask(epp.addr, &ask).await.0.first() == Some(e[2].addr.to_string())
+    })
+    .await;
+    epp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_full_duplex_it_picks_on_the_headers() {
+    let (a, b) = (Endpoint::start(Page::scored(0.5)).await, Endpoint::start(Page::scored(0.8)).await);
+    let epp = picker(&[&a, &b], |c| c.policy.fallbacks = 0).await;
+    ready(&epp).await;
+    let ask = Ask { duplex: false, ..Ask::completion("hi", 4) };
+    let (answer, stream) = Stream::ask(epp.addr, &ask).await;
+    assert_eq!(answer, Answer::Route { endpoints: b.addr.to_string(), body: Vec::new() });
+    stream.respond(&b.addr.to_string(), b"{}").await;
+    epp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn draining_failing_and_stale_endpoints_are_skipped_and_with_none_left_it_is_503() {
+    let e: Vec<Endpoint> =
+        futures_util::future::join_all([0.9, 0.8, 0.7].map(|s| Endpoint::start(Page::scored(s)))).await;
+    let epp = picker(&[&e[0], &e[1], &e[2]], |c| c.policy.stale_after = Duration::from_millis(400)).await;
+    ready(&epp).await;
+    let ask = Ask::completion("hi", 4);
+    assert_eq!(Stream::ask(epp.addr, &ask).await.0.first(), Some(e[0].addr.to_string()));
+    e[0].set(|p| p.ready = false); // draining: its page says energyllm_ready 0
+    e[1].set(|p| p.status = 500); // its page fails: picked until the last good read is stale
+    eventually("the draining one left out", || async {
+        Stream::ask(epp.addr, &ask).await.0
+            == Answer::Route { endpoints: format!("{},{}", e[2].addr, e[1].addr), body: ask.body.clone() }
+    })
+    .await;
+    eventually("the failing one left out", || async {
+        Stream::ask(epp.addr, &ask).await.0
+            == Answer::Route { endpoints: e[2].addr.to_string(), body: ask.body.clone() }
+    })
+    .await;
+    e[2].task.abort(); // gone altogether
+    eventually("503", || async {
+        matches!(Stream::ask(epp.addr, &ask).await.0, Answer::Immediate { status: 503, .. })
+    })
+    .await;
+    let (answer, _) = Stream::ask(epp.addr, &ask).await;
+    let Answer::Immediate { body, .. } = answer else { unreachable!() };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let why = v["error"]["message"].as_str().unwrap();
+    assert!(why.contains(&format!("{}: not ready", e[0].addr)), "{why}");
+    assert!(why.contains(&e[2].addr.to_string()), "{why}");
+    assert!(epp.board().refusals(503) >= 1);
+    epp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sheddable_requests_get_429_only_when_every_endpoint_is_short_of_the_slo() {
+    let (a, b) = (Endpoint::start(Page::scored(0.10)).await, Endpoint::start(Page::scored(0.12)).await);
+    let epp = picker(&[&a, &b], |_| {}).await;
+    ready(&epp).await;
+    let plain = Ask::completion("hi", 4);
+    let sheddable = Ask { headers: vec![("x-energyllm-priority".into(), "-1".into())], ..plain.clone() };
+    assert_eq!(Stream::ask(epp.addr, &plain).await.0.first(), Some(b.addr.to_string()));
+    assert!(matches!(Stream::ask(epp.addr, &sheddable).await.0, Answer::Immediate { status: 429, .. }));
+    b.set(|p| p.score = 0.6);
+    eventually("headroom again", || async {
+        Stream::ask(epp.addr, &sheddable).await.0.first() == Some(b.addr.to_string())
+    })
+    .await;
+    assert!(epp.board().refusals(429) >= 1);
+    epp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_and_the_metrics_page_counts_it() {
+    let a = Endpoint::start(Page::scored(0.7)).await;
+    let epp = picker(&[&a], |c| c.max_body_bytes = 64).await;
+    ready(&epp).await;
+    let big = Ask::completion(&"x".repeat(200), 4);
+    let (answer, _) = Stream::ask(epp.addr, &big).await;
+    assert!(matches!(answer, Answer::Immediate { status: 413, .. }), "{answer:?}");
+    let url = format!("http://{}/metrics", epp.metrics_addr.unwrap());
+    let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let m = energyllm_engines::prom::Metrics::parse(&page).unwrap();
+    let refused_413 = m.samples().iter().find(|s| {
+        s.name == "energyllm_epp_refused_total" && s.labels.iter().any(|(k, v)| k == "status" && v == "413")
+    });
+    assert_eq!(refused_413.unwrap().value, 1.0);
+    assert_eq!(m.sum("energyllm_epp_endpoint_score"), Some(0.7));
+    epp.stop().await.unwrap();
+}
