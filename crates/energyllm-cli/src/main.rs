@@ -96,3 +96,51 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(all(test, feature = "epp"))]
+#[path = "../../../deploy/k8s/commands.rs"]
+#[allow(dead_code)]
+mod k8s_commands;
+
+/// The Kubernetes manifests (deploy/k8s/) run `energyllm serve` and `energyllm epp`: every such
+/// command line parses with this binary's flags, and the picker's pool file loads.
+#[cfg(all(test, feature = "epp"))]
+mod manifests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::k8s_commands as commands;
+
+    use clap::Parser as _;
+
+    #[test]
+    fn every_energyllm_command_line_in_the_manifests_parses() {
+        let dir = commands::manifests_dir(env!("CARGO_MANIFEST_DIR"));
+        let lines: Vec<_> = commands::command_lines(&dir)
+            .into_iter()
+            .filter(|c| c.argv.first().is_some_and(|p| p == "energyllm"))
+            .collect();
+        let subcommands: Vec<&str> = lines.iter().filter_map(|c| c.argv.get(1).map(String::as_str)).collect();
+        assert!(subcommands.contains(&"serve") && subcommands.contains(&"epp"), "{subcommands:?}");
+        for c in &lines {
+            let cli = super::Cli::try_parse_from(&c.argv).unwrap_or_else(|e| {
+                panic!("{}, container {}: `{}` does not parse:\n{e}", c.file, c.container, c.argv.join(" "))
+            });
+            if let super::Command::Epp(args) = cli.command {
+                // The pool file it names is the ConfigMap's; check that one, not the path.
+                assert!(args.pool.is_some(), "{}: the picker reads its pool from the ConfigMap", c.file);
+            }
+        }
+    }
+
+    #[test]
+    fn the_pool_file_in_the_manifests_loads() {
+        let dir = commands::manifests_dir(env!("CARGO_MANIFEST_DIR"));
+        let pools: Vec<_> =
+            commands::config_files(&dir).into_iter().filter(|f| f.key == "pool.toml").collect();
+        assert!(!pools.is_empty());
+        for f in pools {
+            let origin = std::path::Path::new(&f.file).join(&f.config_map).join(&f.key);
+            energyllm_epp::Pool::from_toml(&f.text, &origin).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

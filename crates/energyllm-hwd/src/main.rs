@@ -55,3 +55,41 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "../../../deploy/k8s/commands.rs"]
+#[allow(dead_code)]
+mod k8s_commands;
+
+/// The Kubernetes DaemonSet (deploy/k8s/) runs this binary: its command line parses with these
+/// flags, and the hwd.toml its ConfigMap carries loads.
+#[cfg(test)]
+mod manifests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::k8s_commands as commands;
+
+    use clap::Parser as _;
+
+    #[test]
+    fn the_daemonset_command_line_and_config_parse() {
+        let dir = commands::manifests_dir(env!("CARGO_MANIFEST_DIR"));
+        let lines: Vec<_> = commands::command_lines(&dir)
+            .into_iter()
+            .filter(|c| c.argv.first().is_some_and(|p| p == "energyllm-hwd"))
+            .collect();
+        assert!(!lines.is_empty(), "no energyllm-hwd container in {}", dir.display());
+        for c in &lines {
+            super::Args::try_parse_from(&c.argv).unwrap_or_else(|e| {
+                panic!("{}, container {}: `{}` does not parse:\n{e}", c.file, c.container, c.argv.join(" "))
+            });
+        }
+        let configs: Vec<_> =
+            commands::config_files(&dir).into_iter().filter(|f| f.key == "hwd.toml").collect();
+        assert!(!configs.is_empty());
+        for f in configs {
+            energyllm_hwd::config::DaemonConfig::parse(&f.text)
+                .unwrap_or_else(|e| panic!("{}: ConfigMap {} key {}: {e}", f.file, f.config_map, f.key));
+        }
+    }
+}
