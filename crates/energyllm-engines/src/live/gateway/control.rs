@@ -74,49 +74,74 @@ impl Outcome {
 }
 
 /// The SLO attainment of the requests that ended in the last `window`: completed ones count by
-/// their latency, failed ones as misses; client errors and cancellations do not count. Counts
-/// are kept per second of the window, so memory stays bounded however high the rate.
+/// their latency, failed ones as misses; client errors and cancellations do not count. The same
+/// window gives the energy per output token of those requests (a failed one adds its energy and
+/// no token). Counts are kept per second of the window, so memory stays bounded however high
+/// the rate.
 struct SloWindow {
     window: Duration,
     origin: Instant,
-    /// (second since `origin`, requests met, requests ended), oldest first.
-    seconds: VecDeque<(u64, u64, u64)>,
+    /// Per second since `origin`, oldest first.
+    seconds: VecDeque<WindowSecond>,
+    total: WindowSecond,
+}
+
+#[derive(Clone, Copy, Default)]
+struct WindowSecond {
+    second: u64,
     met: u64,
     ended: u64,
+    energy_j: f64,
+    output_tokens: u64,
 }
 
 impl SloWindow {
     fn new(window: Duration, origin: Instant) -> Self {
-        SloWindow { window, origin, seconds: VecDeque::new(), met: 0, ended: 0 }
+        SloWindow { window, origin, seconds: VecDeque::new(), total: WindowSecond::default() }
     }
-    fn push(&mut self, now: Instant, met: bool) {
+    fn push(&mut self, now: Instant, met: bool, energy_j: f64, output_tokens: u32) {
         let second = now.duration_since(self.origin).as_secs();
-        match self.seconds.back_mut() {
-            Some((s, m, e)) if *s == second => {
-                *m += u64::from(met);
-                *e += 1;
-            }
-            _ => self.seconds.push_back((second, u64::from(met), 1)),
+        if self.seconds.back().is_none_or(|s| s.second != second) {
+            self.seconds.push_back(WindowSecond { second, ..WindowSecond::default() });
         }
-        self.met += u64::from(met);
-        self.ended += 1;
+        for s in [self.seconds.back_mut(), Some(&mut self.total)].into_iter().flatten() {
+            s.met += u64::from(met);
+            s.ended += 1;
+            s.energy_j += energy_j.max(0.0);
+            s.output_tokens += u64::from(output_tokens);
+        }
     }
-    /// Drops the seconds that fell out of the window and returns the share met (NaN when none
-    /// ended in it).
-    fn ratio(&mut self, now: Instant) -> f64 {
+    /// Drops the seconds that fell out of the window.
+    fn expire(&mut self, now: Instant) {
         let oldest = now.duration_since(self.origin).saturating_sub(self.window).as_secs();
-        while let Some(&(second, m, e)) = self.seconds.front() {
-            if second >= oldest {
-                break;
-            }
-            self.seconds.pop_front();
-            self.met -= m;
-            self.ended -= e;
+        while self.seconds.front().is_some_and(|s| s.second < oldest) {
+            let Some(s) = self.seconds.pop_front() else { break };
+            self.total.met -= s.met;
+            self.total.ended -= s.ended;
+            self.total.energy_j -= s.energy_j;
+            self.total.output_tokens -= s.output_tokens;
         }
-        if self.ended == 0 {
+        if self.seconds.is_empty() {
+            // No drift from float subtraction once the window is empty.
+            self.total = WindowSecond::default();
+        }
+    }
+    /// The share met (NaN when none ended in the window).
+    fn ratio(&mut self, now: Instant) -> f64 {
+        self.expire(now);
+        if self.total.ended == 0 {
             f64::NAN
         } else {
-            self.met as f64 / self.ended as f64
+            self.total.met as f64 / self.total.ended as f64
+        }
+    }
+    /// Joules per output token (NaN before a token).
+    fn joules_per_token(&mut self, now: Instant) -> f64 {
+        self.expire(now);
+        if self.total.output_tokens == 0 {
+            f64::NAN
+        } else {
+            self.total.energy_j / self.total.output_tokens as f64
         }
     }
 }
@@ -204,6 +229,7 @@ pub(super) async fn run_controller(
             actuator.decided();
         }
         metrics.slo_window_ratio.set(window.ratio(now));
+        metrics.joules_per_output_token.set(window.joules_per_token(now));
         // The endpoint score, at most every 100 ms.
         if let Some(sm) = &config.score_model {
             if last_score.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100)) {
@@ -283,7 +309,7 @@ pub(super) async fn run_controller(
                             let tpot_s = (out > 1).then(|| (e2e_s - ttft_s) / f64::from(out - 1));
                             let met = slo.is_met(e2e_s, ttft_s, tpot_s);
                             metrics.slo_met.fetch_add(u64::from(met), Ordering::Relaxed);
-                            window.push(now, met);
+                            window.push(now, met, energy_j, out);
                             metrics.ttft_s.observe(ttft_s);
                             metrics.e2e_s.observe(e2e_s);
                             if let Some(tpot) = tpot_s {
@@ -292,7 +318,7 @@ pub(super) async fn run_controller(
                             controller.handle(ts, Event::Completed { id, output_tokens: out });
                         }
                         Outcome::Failed => {
-                            window.push(now, false);
+                            window.push(now, false, energy_j, 0);
                             controller.handle(ts, Event::Rejected(id));
                         }
                         Outcome::ClientError | Outcome::Cancelled => {
@@ -344,13 +370,17 @@ mod tests {
         let t0 = Instant::now();
         let mut w = SloWindow::new(Duration::from_secs(10), t0);
         assert!(w.ratio(t0).is_nan(), "nothing ended yet");
+        assert!(w.joules_per_token(t0).is_nan());
         for k in 0..4 {
-            w.push(t0 + Duration::from_millis(100 * k), k % 2 == 0);
+            w.push(t0 + Duration::from_millis(100 * k), k % 2 == 0, 10.0, 100);
         }
-        w.push(t0 + Duration::from_secs(5), false);
+        w.push(t0 + Duration::from_secs(5), false, 6.0, 0);
         assert!((w.ratio(t0 + Duration::from_secs(6)) - 0.4).abs() < 1e-12);
+        // 46 J over 400 tokens: the failed request's energy counts, its tokens do not exist.
+        assert!((w.joules_per_token(t0 + Duration::from_secs(6)) - 0.115).abs() < 1e-12);
         // Twelve seconds on, the first second's requests are out; the miss at 5 s is not.
         assert_eq!(w.ratio(t0 + Duration::from_secs(12)), 0.0);
+        assert!(w.joules_per_token(t0 + Duration::from_secs(12)).is_nan(), "no token left in the window");
         assert_eq!(w.seconds.len(), 1);
         assert!(w.ratio(t0 + Duration::from_secs(20)).is_nan());
     }

@@ -35,6 +35,8 @@ pub struct GatewayMetrics {
     /// Share of the requests that ended in the last SLO window (completed or failed upstream)
     /// that completed within the SLO; NaN while none ended in the window.
     pub slo_window_ratio: AtomicF64,
+    /// Energy per output token of the requests ended in the SLO window, in joules.
+    pub joules_per_output_token: AtomicF64,
     /// Admitted requests that ended in an upstream error (5xx, unreachable, timeout, broken
     /// stream).
     pub failed: AtomicU64,
@@ -101,6 +103,7 @@ impl Default for GatewayMetrics {
             completed: AtomicU64::new(0),
             slo_met: AtomicU64::new(0),
             slo_window_ratio: AtomicF64::new(f64::NAN),
+            joules_per_output_token: AtomicF64::new(f64::NAN),
             failed: AtomicU64::new(0),
             client_errors: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
@@ -339,6 +342,15 @@ impl GatewayMetrics {
                 "gauge",
                 "Requests ended in the SLO window (completed or failed upstream) that met the SLO.",
                 window.to_string(),
+            );
+        }
+        let jpt = self.joules_per_output_token.get();
+        if jpt.is_finite() {
+            line(
+                "energyllm_joules_per_output_token",
+                "gauge",
+                "Energy of the requests ended in the SLO window per output token they produced.",
+                jpt.to_string(),
             );
         }
         let kv = self.upstream_kv_usage.get();
