@@ -1,6 +1,7 @@
 //! Test support, included by path into the tests of the `energyllm` and `energyllm-hwd`
 //! binaries: reads this folder's manifests so each binary can parse the command lines written
 //! for it with its real flags, and load the configuration files its ConfigMaps carry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -66,7 +66,9 @@ impl EndpointState {
 
     /// Whether the batch has a free slot, counting the picks its page does not show yet.
     fn has_free_slot(&self) -> bool {
-        !(self.batch_cap >= 1.0) || self.load + f64::from(self.picked_since_read) < self.batch_cap
+        // An unknown (NaN) or nonsensical cap never fills.
+        let known = self.batch_cap.is_finite() && self.batch_cap >= 1.0;
+        !known || self.load + f64::from(self.picked_since_read) < self.batch_cap
     }
 }
 
