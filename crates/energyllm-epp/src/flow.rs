@@ -50,6 +50,11 @@ pub trait Picker: Send + Sync {
     fn refused(&self, status: u16);
 }
 
+/// A message that breaks the protocol's order; the stream ends with a gRPC error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("ext_proc protocol error: {0}")]
+pub struct ProtocolError(pub &'static str);
+
 /// The state of one stream.
 #[derive(Debug)]
 pub struct Flow {
@@ -59,6 +64,7 @@ pub struct Flow {
     subset: Option<Vec<String>>,
     sheddable: bool,
     body: Vec<u8>,
+    headers_seen: bool,
     headers_answered: bool,
     done: bool,
 }
@@ -75,13 +81,20 @@ impl Flow {
             subset: None,
             sheddable: false,
             body: Vec::new(),
+            headers_seen: false,
             headers_answered: false,
             done: false,
         }
     }
 
-    /// The answers to one message from the proxy (none while the body is being gathered).
-    pub fn on_message(&mut self, msg: ProcessingRequest, picker: &dyn Picker) -> Vec<ProcessingResponse> {
+    /// The answers to one message from the proxy (none while the body is being gathered), or the
+    /// protocol error that ends the stream: request headers twice, or a request body or trailers
+    /// before the headers.
+    pub fn on_message(
+        &mut self,
+        msg: ProcessingRequest,
+        picker: &dyn Picker,
+    ) -> Result<Vec<ProcessingResponse>, ProtocolError> {
         if let Some(pc) = &msg.protocol_config {
             let duplex = i32::from(BodySendMode::FullDuplexStreamed);
             self.full_duplex_request.get_or_insert(pc.request_body_mode == duplex);
@@ -89,14 +102,24 @@ impl Flow {
         }
         if self.done {
             // After an immediate response the proxy sends nothing more that needs an answer.
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let Some(request) = msg.request else {
             // Flow-control updates and the like carry no request part.
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        match request {
+        match (&request, self.headers_seen) {
+            (Request::RequestHeaders(_), true) => {
+                return Err(ProtocolError("request headers sent twice on one stream"))
+            }
+            (Request::RequestBody(_) | Request::RequestTrailers(_), false) => {
+                return Err(ProtocolError("a request body or trailers before the request headers"))
+            }
+            _ => {}
+        }
+        Ok(match request {
             Request::RequestHeaders(h) => {
+                self.headers_seen = true;
                 self.subset = subset_hint(msg.metadata_context.as_ref());
                 self.sheddable = header(&h, PRIORITY_HEADER)
                     .and_then(|p| p.trim().parse::<i64>().ok())
@@ -109,17 +132,14 @@ impl Flow {
             }
             Request::RequestBody(b) => {
                 if self.full_duplex_request != Some(true) || self.headers_answered {
-                    return vec![respond(Response::RequestBody(BodyResponse::default()))];
+                    return Ok(vec![respond(Response::RequestBody(BodyResponse::default()))]);
                 }
                 if self.body.len() + b.body.len() > self.max_body_bytes {
-                    return self.immediate(
-                        picker,
-                        StatusCode::PayloadTooLarge,
-                        &format!(
-                            "the request body is over the picker's limit of {} bytes",
-                            self.max_body_bytes
-                        ),
+                    let why = format!(
+                        "the request body is over the picker's limit of {} bytes",
+                        self.max_body_bytes
                     );
+                    return Ok(self.immediate(picker, StatusCode::PayloadTooLarge, &why));
                 }
                 self.body.extend_from_slice(&b.body);
                 if b.end_of_stream {
@@ -153,7 +173,7 @@ impl Flow {
             Request::ResponseTrailers(_) => {
                 vec![respond(Response::ResponseTrailers(TrailersResponse::default()))]
             }
-        }
+        })
     }
 
     /// Picks and answers the headers; with a gathered body (`Some(end_of_stream)`), answers it too.
@@ -385,9 +405,9 @@ mod tests {
         let fake = Fake::default();
         *fake.answer.lock().unwrap() = Some(route(&["10.0.0.2:8000", "10.0.0.1:8000"]));
         let mut flow = Flow::new(1 << 20, false);
-        assert!(flow.on_message(headers(false, &[], true), &fake).is_empty());
-        assert!(flow.on_message(body(b"{\"prompt\":", false), &fake).is_empty());
-        let out = flow.on_message(body(b"\"hi\"}", true), &fake);
+        assert!(flow.on_message(headers(false, &[], true), &fake).unwrap().is_empty());
+        assert!(flow.on_message(body(b"{\"prompt\":", false), &fake).unwrap().is_empty());
+        let out = flow.on_message(body(b"\"hi\"}", true), &fake).unwrap();
         assert_eq!(out.len(), 2);
         let (header, metadata) = destination(&out[0]);
         assert_eq!(header, "10.0.0.2:8000,10.0.0.1:8000");
@@ -409,7 +429,10 @@ mod tests {
             metadata_context: Some(md),
             ..ProcessingRequest::default()
         };
-        assert!(matches!(flow.on_message(resp, &fake)[0].response, Some(Response::ResponseHeaders(_))));
+        assert!(matches!(
+            flow.on_message(resp, &fake).unwrap()[0].response,
+            Some(Response::ResponseHeaders(_))
+        ));
         assert_eq!(*fake.served.lock().unwrap(), ["10.0.0.2:8000"]);
         let chunk = ProcessingRequest {
             request: Some(Request::ResponseBody(HttpBody {
@@ -418,7 +441,7 @@ mod tests {
             })),
             ..ProcessingRequest::default()
         };
-        let out = flow.on_message(chunk, &fake);
+        let out = flow.on_message(chunk, &fake).unwrap();
         let Some(Response::ResponseBody(b)) = &out[0].response else { panic!() };
         assert!(matches!(&b.response.as_ref().unwrap().body_mutation.as_ref().unwrap().mutation,
             Some(Mutation::StreamedResponse(s)) if s.body == b"data: x\n\n" && !s.end_of_stream));
@@ -429,10 +452,10 @@ mod tests {
         let fake = Fake::default();
         *fake.answer.lock().unwrap() = Some(route(&["10.0.0.1:8000"]));
         let mut flow = Flow::new(16, false);
-        let out = flow.on_message(headers(false, &[("X-Energyllm-Priority", "-1")], false), &fake);
+        let out = flow.on_message(headers(false, &[("X-Energyllm-Priority", "-1")], false), &fake).unwrap();
         assert_eq!(destination(&out[0]).0, "10.0.0.1:8000");
         assert_eq!(fake.asked.lock().unwrap()[0], (None, true));
-        let out = flow.on_message(body(&[b'x'; 64], true), &fake);
+        let out = flow.on_message(body(&[b'x'; 64], true), &fake).unwrap();
         let Some(Response::RequestBody(b)) = &out[0].response else { panic!() };
         assert_eq!(
             b.response, None,
@@ -454,17 +477,17 @@ mod tests {
         md.filter_metadata.insert(SUBSET_NAMESPACE.into(), hint);
         msg.metadata_context = Some(md);
         let mut flow = Flow::new(16, false);
-        let out = flow.on_message(msg, &fake);
+        let out = flow.on_message(msg, &fake).unwrap();
         let Some(Response::ImmediateResponse(r)) = &out[0].response else { panic!("{out:?}") };
         assert_eq!(r.status.unwrap().code, 503);
         assert!(String::from_utf8_lossy(&r.body).contains("no ready endpoint"));
         let asked = fake.asked.lock().unwrap()[0].clone();
         assert_eq!(asked.0.unwrap(), ["10.0.0.3:8000", "10.0.0.1:8000"]);
         // Nothing more is answered on a stream that was answered immediately.
-        assert!(flow.on_message(body(b"x", true), &fake).is_empty());
+        assert!(flow.on_message(body(b"x", true), &fake).unwrap().is_empty());
 
         *fake.answer.lock().unwrap() = Some(Decision::Shed("short of the SLO".into()));
-        let out = Flow::new(16, false).on_message(headers(true, &[], false), &fake);
+        let out = Flow::new(16, false).on_message(headers(true, &[], false), &fake).unwrap();
         let Some(Response::ImmediateResponse(r)) = &out[0].response else { panic!("{out:?}") };
         assert_eq!(r.status.unwrap().code, 429);
         assert_eq!(*fake.refused.lock().unwrap(), [503, 429]);
@@ -475,19 +498,19 @@ mod tests {
         let fake = Fake::default();
         *fake.answer.lock().unwrap() = Some(route(&["10.0.0.1:8000"]));
         let mut flow = Flow::new(8, false);
-        flow.on_message(headers(false, &[], true), &fake);
-        let out = flow.on_message(body(b"0123456789", false), &fake);
+        flow.on_message(headers(false, &[], true), &fake).unwrap();
+        let out = flow.on_message(body(b"0123456789", false), &fake).unwrap();
         let Some(Response::ImmediateResponse(r)) = &out[0].response else { panic!("{out:?}") };
         assert_eq!(r.status.unwrap().code, 413);
 
         let mut flow = Flow::new(8, false);
-        flow.on_message(headers(false, &[], true), &fake);
-        assert!(flow.on_message(body(b"abc", false), &fake).is_empty());
+        flow.on_message(headers(false, &[], true), &fake).unwrap();
+        assert!(flow.on_message(body(b"abc", false), &fake).unwrap().is_empty());
         let trailers = ProcessingRequest {
             request: Some(Request::RequestTrailers(HttpTrailers::default())),
             ..ProcessingRequest::default()
         };
-        let out = flow.on_message(trailers, &fake);
+        let out = flow.on_message(trailers, &fake).unwrap();
         assert_eq!(out.len(), 3);
         assert_eq!(destination(&out[0]).0, "10.0.0.1:8000");
         assert!(matches!(out[2].response, Some(Response::RequestTrailers(_))));
@@ -500,7 +523,76 @@ mod tests {
         let mut msg = headers(false, &[], false);
         msg.protocol_config = None;
         let mut flow = Flow::new(64, true);
-        assert!(flow.on_message(msg, &fake).is_empty());
-        assert_eq!(flow.on_message(body(b"{}", true), &fake).len(), 2);
+        assert!(flow.on_message(msg, &fake).unwrap().is_empty());
+        assert_eq!(flow.on_message(body(b"{}", true), &fake).unwrap().len(), 2);
+    }
+
+    /// A message of a hostile or confused proxy: any part, in any order.
+    fn message(kind: u8, end_of_stream: bool, len: usize, config: Option<bool>) -> ProcessingRequest {
+        let body = vec![b'x'; len];
+        let request = match kind % 7 {
+            0 => Some(Request::RequestHeaders(HttpHeaders { end_of_stream, ..HttpHeaders::default() })),
+            1 => Some(Request::RequestBody(HttpBody { body, end_of_stream, ..HttpBody::default() })),
+            2 => Some(Request::RequestTrailers(HttpTrailers::default())),
+            3 => Some(Request::ResponseHeaders(HttpHeaders { end_of_stream, ..HttpHeaders::default() })),
+            4 => Some(Request::ResponseBody(HttpBody { body, end_of_stream, ..HttpBody::default() })),
+            5 => Some(Request::ResponseTrailers(HttpTrailers::default())),
+            _ => None,
+        };
+        let mode = |d: bool| if d { BodySendMode::FullDuplexStreamed } else { BodySendMode::Buffered };
+        let protocol_config = config.map(|d| ProtocolConfiguration {
+            request_body_mode: mode(d).into(),
+            response_body_mode: mode(d).into(),
+            ..ProtocolConfiguration::default()
+        });
+        ProcessingRequest { request, protocol_config, ..ProcessingRequest::default() }
+    }
+
+    proptest::proptest! {
+        /// Whatever the proxy sends, the flow answers the request headers at most once, says
+        /// nothing after an immediate response, and hands back exactly the request body it
+        /// gathered.
+        #[test]
+        fn any_message_sequence_keeps_the_protocol(
+            msgs in proptest::collection::vec((0u8..7, proptest::bool::ANY, 0usize..40, proptest::option::of(proptest::bool::ANY)), 0..24),
+            refuse in proptest::bool::ANY,
+        ) {
+            let fake = Fake::default();
+            *fake.answer.lock().unwrap() =
+                Some(if refuse { Decision::Unavailable("none".into()) } else { route(&["10.0.0.1:8000"]) });
+            let mut flow = Flow::new(64, false);
+            let (mut header_answers, mut immediate, mut sent_body, mut handed_back) = (0, false, Vec::new(), None);
+            for (kind, eos, len, config) in msgs {
+                let msg = message(kind, eos, len, config);
+                if !immediate && header_answers == 0 {
+                    if let Some(Request::RequestBody(b)) = &msg.request {
+                        sent_body.extend_from_slice(&b.body);
+                    }
+                }
+                let Ok(out) = flow.on_message(msg, &fake) else {
+                    // A protocol error ends the stream; nothing after it is read.
+                    break;
+                };
+                proptest::prop_assert!(!immediate || out.is_empty(), "an answer after an immediate response");
+                for r in &out {
+                    match &r.response {
+                        Some(Response::RequestHeaders(_)) => header_answers += 1,
+                        Some(Response::ImmediateResponse(_)) => immediate = true,
+                        Some(Response::RequestBody(b)) if handed_back.is_none() => {
+                            if let Some(Mutation::StreamedResponse(s)) =
+                                b.response.as_ref().and_then(|c| c.body_mutation.as_ref()).and_then(|m| m.mutation.as_ref())
+                            {
+                                handed_back = Some(s.body.clone());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                proptest::prop_assert!(header_answers <= 1, "the request headers answered twice");
+            }
+            if let Some(body) = handed_back {
+                proptest::prop_assert_eq!(body, sent_body);
+            }
+        }
     }
 }

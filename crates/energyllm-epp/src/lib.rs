@@ -36,7 +36,7 @@ pub mod pool;
 pub mod server;
 
 pub use board::Board;
-pub use flow::{Flow, Picker};
+pub use flow::{Flow, Picker, ProtocolError};
 pub use pick::{decide, Decision, EndpointState, PickPolicy};
 pub use pool::{Endpoint, Pool, PoolError};
 pub use server::{start, EppConfig, EppError, EppHandle, HEALTH_SERVICES};

@@ -127,6 +127,21 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
     })?;
     let addr =
         listener.local_addr().map_err(|source| EppError::Bind { addr: cfg.listen, what: "gRPC", source })?;
+    // Bind everything before spawning anything, so a failed bind leaves no task behind.
+    let metrics = match cfg.metrics_listen {
+        None => None,
+        Some(m) => {
+            let l = TcpListener::bind(m).await.map_err(|source| EppError::Bind {
+                addr: m,
+                what: "metrics",
+                source,
+            })?;
+            let local =
+                l.local_addr().map_err(|source| EppError::Bind { addr: m, what: "metrics", source })?;
+            Some((l, local))
+        }
+    };
+
     let board = Arc::new(Board::new(cfg.pool.clone(), cfg.policy.clone()));
     let client = reqwest::Client::builder()
         .timeout(cfg.read_timeout)
@@ -141,6 +156,11 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
             tokio::spawn(read_loop(board.clone(), i, e.metrics_url.clone(), client.clone(), cfg.refresh))
         })
         .collect();
+
+    let metrics_addr = metrics.map(|(l, local)| {
+        tasks.push(tokio::spawn(serve_metrics(l, board.clone())));
+        local
+    });
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status(HEALTH_SERVICES[0], ServingStatus::Serving).await;
@@ -167,21 +187,6 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
             }
         }));
     }
-
-    let metrics_addr = match cfg.metrics_listen {
-        None => None,
-        Some(m) => {
-            let l = TcpListener::bind(m).await.map_err(|source| EppError::Bind {
-                addr: m,
-                what: "metrics",
-                source,
-            })?;
-            let local =
-                l.local_addr().map_err(|source| EppError::Bind { addr: m, what: "metrics", source })?;
-            tasks.push(tokio::spawn(serve_metrics(l, board.clone())));
-            Some(local)
-        }
-    };
 
     let service = Epp {
         board: board.clone(),
@@ -265,16 +270,21 @@ impl ExternalProcessor for Epp {
         let board = self.board.clone();
         tokio::spawn(async move {
             while let Some(msg) = inbound.next().await {
-                match msg {
-                    Ok(msg) => {
-                        for out in flow.on_message(msg, board.as_ref()) {
+                // The proxy went away or the stream broke: nothing left to answer.
+                let Ok(msg) = msg else { return };
+                match flow.on_message(msg, board.as_ref()) {
+                    Ok(answers) => {
+                        for out in answers {
                             if tx.send(Ok(out)).await.is_err() {
                                 return;
                             }
                         }
                     }
-                    // The proxy went away or the stream broke: nothing left to answer.
-                    Err(_) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ending an ext_proc stream");
+                        let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+                        return;
+                    }
                 }
             }
         });

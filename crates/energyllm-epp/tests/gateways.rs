@@ -151,6 +151,7 @@ async fn traffic_follows_the_score_to_headroom_and_away_from_a_draining_gateway(
         to_b += usize::from(first == b);
     }
     let still_loaded = epp.board().snapshot()[0].load >= 1.0;
+    eprintln!("{to_b} of 10 requests went to the gateway with headroom");
     assert!(to_b >= 9, "{to_b} of 10 requests went to the gateway with headroom");
     assert!(still_loaded, "A's load ended before the 10 requests did; the test proves nothing");
     assert_eq!(epp.board().served_by(1), to_b as u64, "the proxy's served reports are counted");

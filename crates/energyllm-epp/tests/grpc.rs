@@ -224,3 +224,38 @@ async fn an_oversized_body_is_413_and_the_metrics_page_counts_it() {
     assert_eq!(m.sum("energyllm_epp_endpoint_score"), Some(0.7));
     epp.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stream_out_of_order_ends_with_a_grpc_error_and_the_picker_serves_on() {
+    use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
+    use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request;
+    use envoy_types::pb::envoy::service::ext_proc::v3::{HttpBody, ProcessingRequest};
+
+    let a = Endpoint::start(Page::scored(0.7)).await;
+    let epp = picker(&[&a], |_| {}).await;
+    ready(&epp).await;
+    let mut client = ExternalProcessorClient::connect(format!("http://{}", epp.addr)).await.unwrap();
+    let body_first = ProcessingRequest {
+        request: Some(Request::RequestBody(HttpBody { body: b"{}".to_vec(), ..HttpBody::default() })),
+        ..ProcessingRequest::default()
+    };
+    let mut answers = client.process(tokio_stream::iter(vec![body_first])).await.unwrap().into_inner();
+    let status = answers.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("before the request headers"), "{}", status.message());
+    assert_eq!(Stream::ask(epp.addr, &Ask::completion("hi", 4)).await.0.first(), Some(a.addr.to_string()));
+    epp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_an_error_naming_it() {
+    let a = Endpoint::start(Page::scored(0.7)).await;
+    let epp = picker(&[&a], |_| {}).await;
+    let taken = epp.addr;
+    let pool = Pool::from_addresses(&[a.addr.to_string()]).unwrap();
+    let mut cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), pool);
+    cfg.metrics_listen = Some(taken);
+    let err = start(cfg).await.err().expect("the metrics port is taken");
+    assert!(err.to_string().contains(&format!("cannot listen on {taken} (metrics)")), "{err}");
+    epp.stop().await.unwrap();
+}
