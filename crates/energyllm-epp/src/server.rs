@@ -193,11 +193,20 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
         max_body_bytes: cfg.max_body_bytes,
         force_full_duplex: cfg.force_full_duplex,
     };
+    // Without TCP_NODELAY on the accepted sockets, Nagle's algorithm holds each small answer
+    // until the proxy's delayed ACK: about 40 ms added to every request (measured, see
+    // BENCHMARKS.md). Sockets from a listener of our own do not get tonic's default.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health)
             .add_service(ExternalProcessorServer::new(service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             }),
     );
