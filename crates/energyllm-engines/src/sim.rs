@@ -7,6 +7,12 @@
 //! free, the newest running request is preempted and later recomputed from scratch. In static
 //! mode a batch is admitted only into an empty engine and runs to completion.
 //!
+//! Like vLLM, the engine does not know how long an answer will be. It refuses only a prompt
+//! longer than the maximum sequence length (`max_model_len`, at most what the KV cache holds),
+//! and a request whose answer reaches that length ends there, cut short, as vLLM's
+//! `finish_reason: length`. A request's true output length is read only as the token that ends
+//! it is produced.
+//!
 //! The engine is a sans-IO state machine over [`Timestamp`]s, driven like the controller:
 //! [`submit`](SimEngine::submit) what the controller dispatched, call
 //! [`advance`](SimEngine::advance) at [`next_event_time`](SimEngine::next_event_time) (and
@@ -41,6 +47,9 @@ pub struct SimEngineConfig {
     pub max_num_batched_tokens: u32,
     /// Requests that may run at once, whatever the batch cap. Default: 256.
     pub max_num_seqs: u32,
+    /// Longest sequence, prompt plus answer, in tokens (vLLM's `max_model_len`). Default, and
+    /// at most: what the KV cache holds, so one sequence always fits.
+    pub max_model_len: Option<u32>,
     /// Iteration-time constants.
     pub timing: IterationModel,
 }
@@ -54,6 +63,7 @@ impl Default for SimEngineConfig {
             reserved_gib: 1.0,
             max_num_batched_tokens: 8192,
             max_num_seqs: 256,
+            max_model_len: None,
             timing: IterationModel::default(),
         }
     }
@@ -137,6 +147,11 @@ impl SimEngine {
         config.timing.validate().map_err(|r| err(format!("timing: {r}")))?;
         if config.block_size == 0 || config.max_num_batched_tokens == 0 || config.max_num_seqs == 0 {
             return Err(err("block_size, max_num_batched_tokens and max_num_seqs must be ≥ 1".into()));
+        }
+        if config.max_model_len.is_some_and(|m| m < 2) {
+            return Err(err(
+                "max_model_len must leave room for a prompt token and an answer token (≥ 2)".into()
+            ));
         }
         if !(config.gpu_memory_utilization > 0.0 && config.gpu_memory_utilization <= 1.0) {
             return Err(err(format!(
@@ -240,10 +255,18 @@ impl SimEngine {
         Ok(())
     }
 
+    /// The longest sequence, prompt plus answer, in tokens: `max_model_len`, capped by the KV
+    /// cache's capacity.
+    pub fn max_model_len(&self) -> u32 {
+        let capacity = u32::try_from(self.kv_capacity_tokens()).unwrap_or(u32::MAX);
+        self.config.max_model_len.map_or(capacity, |m| m.min(capacity))
+    }
+
     /// Accepts a dispatched request. Nothing runs until the next [`advance`](Self::advance).
+    /// A prompt with no room for one generated token within `max_model_len` is rejected; the
+    /// answer's length is not looked at.
     pub fn submit(&mut self, now: Timestamp, req: Request) {
-        let blocks_needed = self.blocks_for(req.input_tokens.saturating_add(req.output_tokens.max(1)));
-        if blocks_needed > self.total_blocks {
+        if req.input_tokens.max(1).saturating_add(1) > self.max_model_len() {
             let t = now.as_secs_f64();
             self.finished.push(EngineEvent::Finished(RequestRecord {
                 id: req.id,
@@ -450,6 +473,7 @@ impl SimEngine {
         gpu.set_load(it.end, None);
         let t = it.end;
         let energy_per_token = it.energy_j / it.tokens as f64;
+        let max_len = self.max_model_len();
         let mut i = 0;
         while i < self.running.len() {
             let s = &mut self.running[i];
@@ -471,7 +495,9 @@ impl SimEngine {
                     out.push(EngineEvent::FirstToken(s.req.id));
                 }
             }
-            if s.generated >= s.target_tokens() {
+            // The answer ends at its end-of-sequence token or, cut short, at the maximum length.
+            let at_max_len = s.req.input_tokens.max(1).saturating_add(s.generated) >= max_len;
+            if s.generated >= s.target_tokens() || at_max_len {
                 let s = self.running.remove(i);
                 self.free_blocks += s.blocks;
                 out.push(EngineEvent::Finished(RequestRecord {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::task::{Context, Poll, Waker};
 
 use energyllm_core::{
-    BatchingMode, Engine, FrequencyActuator, Mhz, Request, RequestId, RequestStatus, Timestamp,
+    BatchingMode, Engine, FrequencyActuator, Mhz, Request, RequestId, RequestRecord, RequestStatus, Timestamp,
 };
 use energyllm_engines::{EngineEvent, IterationWork, ModelSpec, SimEngine, SimEngineConfig, SimServer};
 use energyllm_hw::{GpuSpec, SharedSimGpu, SimGpu};
@@ -22,6 +22,7 @@ fn model() -> ModelSpec {
 
 struct Outcome {
     finished: HashMap<RequestId, u32>,
+    records: Vec<RequestRecord>,
     records_ok: bool,
     elapsed_s: f64,
     total_energy_j: f64,
@@ -39,6 +40,7 @@ fn run(reqs: &[Request], config: SimEngineConfig, clocks: &[u32]) -> Result<Outc
     let capacity = engine.kv_capacity_tokens();
     let mut events = Vec::new();
     let mut finished = HashMap::new();
+    let mut records = Vec::new();
     let mut records_ok = true;
     let mut attributed = 0.0;
     let mut now = Timestamp::ZERO;
@@ -71,6 +73,7 @@ fn run(reqs: &[Request], config: SimEngineConfig, clocks: &[u32]) -> Result<Outc
                     && r.first_token_s <= r.completion_s
                     && (r.status == RequestStatus::Rejected || r.output_tokens >= 1);
                 attributed += r.energy_j;
+                records.push(r);
             }
         }
         prop_assert!(engine.kv_usage_frac() <= 1.0);
@@ -93,6 +96,7 @@ fn run(reqs: &[Request], config: SimEngineConfig, clocks: &[u32]) -> Result<Outc
     prop_assert!(gpu.total_energy_j() + 1e-6 >= idle_w * now.as_secs_f64());
     Ok(Outcome {
         finished,
+        records,
         records_ok,
         elapsed_s: now.as_secs_f64(),
         total_energy_j: gpu.total_energy_j(),
@@ -140,15 +144,24 @@ proptest! {
         static_mode in any::<bool>(),
         max_num_seqs in 1u32..64,
         small in any::<bool>(),
+        max_model_len in prop::option::of(2u32..3000),
         clocks in prop::collection::vec(prop::sample::select(vec![705u32, 810, 1005, 1200, 1410]), 0..4),
     ) {
         let batching = if static_mode { BatchingMode::Static } else { BatchingMode::Continuous };
         let config = if small {
-            small_cache(batching, max_num_seqs)
+            SimEngineConfig { max_model_len, ..small_cache(batching, max_num_seqs) }
         } else {
-            SimEngineConfig { batching, max_num_seqs, ..Default::default() }
+            SimEngineConfig { batching, max_num_seqs, max_model_len, ..Default::default() }
         };
         let out = run(&reqs, config, &clocks)?;
+        // No answer runs past its own end or past the maximum length.
+        for r in &out.records {
+            let req = &reqs[r.id.0 as usize];
+            prop_assert!(r.output_tokens <= req.output_tokens.max(1));
+            if let (Some(m), RequestStatus::Completed) = (max_model_len, r.status) {
+                prop_assert!(r.input_tokens.max(1) + r.output_tokens <= m.max(2), "{r:?} past max_model_len {m}");
+            }
+        }
         prop_assert_eq!(out.finished.len(), reqs.len());
         prop_assert!(out.finished.values().all(|&n| n == 1));
         prop_assert!(out.records_ok);
@@ -286,4 +299,56 @@ fn a_static_batch_runs_its_members_together() {
     let last_of_batch = (0..8).map(|i| done[&i]).fold(0.0, f64::max);
     assert!(first_tokens[&8].as_secs_f64() > last_of_batch, "request 8 joined a running static batch");
     assert_eq!(engine.stats().batches, 2);
+}
+
+#[test]
+fn an_answer_longer_than_the_cache_is_admitted_and_cut_at_the_maximum_length() {
+    // The engine cannot know an answer's length: a request is not refused for it (vLLM admits
+    // it), and an answer that reaches max_model_len ends there.
+    let long =
+        Request { id: RequestId(1), arrival: Timestamp::ZERO, input_tokens: 100, output_tokens: 10_000 };
+    let config = SimEngineConfig { max_model_len: Some(300), ..Default::default() };
+    let out = run(&[long.clone()], config, &[]).unwrap();
+    let r = &out.records[0];
+    assert_eq!((r.status, r.output_tokens), (RequestStatus::Completed, 200));
+
+    // Without a max_model_len, the cache's capacity is the limit: an answer that outgrows a
+    // ~10k-token cache runs until it fills it, alone, instead of being refused up front.
+    let huge = Request { output_tokens: 1_000_000, ..long };
+    let out = run(&[huge], small_cache(BatchingMode::Continuous, 8), &[]).unwrap();
+    let r = &out.records[0];
+    assert_eq!(r.status, RequestStatus::Completed);
+    assert!(r.output_tokens > 5_000 && r.output_tokens < 1_000_000, "{r:?}");
+}
+
+#[test]
+fn admission_does_not_look_at_the_answer_length() {
+    // Two runs whose requests differ only in how long their answers will be: every first token
+    // comes at the same instant, so nothing before a token depended on the length.
+    let reqs = |out: u32| -> Vec<Request> {
+        (0..12)
+            .map(|i| Request {
+                id: RequestId(i),
+                arrival: Timestamp::from_secs_f64(0.01 * i as f64),
+                input_tokens: 800,
+                output_tokens: if i % 2 == 0 { out } else { 40 },
+            })
+            .collect()
+    };
+    let config = small_cache(BatchingMode::Continuous, 8);
+    let short = run(&reqs(50), config.clone(), &[]).unwrap();
+    let long = run(&reqs(20_000), config, &[]).unwrap();
+    let firsts = |o: &Outcome| {
+        let mut v: Vec<(u64, f64)> = o.records.iter().map(|r| (r.id.0, r.first_token_s)).collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    };
+    // The first token of each request before any answer ends: the runs diverge only after.
+    let first_end = short.records.iter().map(|r| r.completion_s).fold(f64::INFINITY, f64::min);
+    for ((id, a), (_, b)) in firsts(&short).into_iter().zip(firsts(&long)) {
+        if a < first_end {
+            assert_eq!(a, b, "request {id}'s first token moved with other answers' lengths");
+        }
+    }
+    assert!(long.records.iter().all(|r| r.status == RequestStatus::Completed));
 }

@@ -51,8 +51,13 @@ impl SimSetup {
     /// ([`paper_action_space_for`] the GPU: caps 1–64), as its protocol and PPO's training use.
     pub fn paper(gpu: &str, model: &str) -> Result<Self, Error> {
         let gpu = GpuSpec::builtin(gpu)?;
-        let controller =
-            ControllerConfig { action_space: paper_action_space_for(&gpu), ..ControllerConfig::default() };
+        let controller = ControllerConfig {
+            action_space: paper_action_space_for(&gpu),
+            // The GPU profile states how long a clock change stalls; the controller holds
+            // dispatch for that, so the two cannot disagree.
+            switch_stall_s: gpu.switch_stall_s,
+            ..ControllerConfig::default()
+        };
         Ok(SimSetup {
             model: ModelSpec::builtin(model)?,
             engine: SimEngineConfig::default(),
@@ -163,6 +168,8 @@ impl Deployment {
         engine_cfg.batching = setup.controller.batching;
         let engine = SimEngine::new(engine_cfg, setup.model.clone(), &gpu)?;
         let mut controller_cfg = setup.controller.clone();
+        // One source of truth for the switch stall: the GPU's, whatever the setup says.
+        controller_cfg.switch_stall_s = setup.gpu.switch_stall_s;
         // The controller starts from the clock the GPU is at, as it would from a live device.
         let initial = controller_cfg.initial_action();
         controller_cfg.initial = Some(energyllm_core::Action { freq: gpu.freq(), batch: initial.batch });
@@ -371,6 +378,25 @@ impl Simulation {
             controller: self.deployment.ctrl.stats(),
             engine: self.deployment.engine.stats(),
             timeline: self.timeline,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_controller_holds_dispatch_for_the_gpu_profiles_stall_and_no_other() {
+        for gpu in ["a100-40gb", "a100-80gb", "h100", "h200"] {
+            let mut setup = SimSetup::builtin(gpu, "llama-3.1-8b").unwrap();
+            assert_eq!(setup.controller.switch_stall_s, setup.gpu.switch_stall_s, "{gpu}");
+            // A stale controller setting does not survive: the deployment takes the GPU's.
+            setup.gpu.switch_stall_s = 0.2;
+            setup.controller.switch_stall_s = 0.05;
+            let d = Deployment::new(&setup, None).unwrap();
+            assert_eq!(d.ctrl.config().switch_stall_s, 0.2, "{gpu}");
         }
     }
 }
