@@ -19,6 +19,10 @@ pub struct RunTotals {
     pub freq_switches: u64,
     /// Seconds the GPU spent stalled by clock changes.
     pub stall_s: f64,
+    /// Energy drawn during those stalls, in joules: the part of `busy_energy_j` that no request
+    /// is charged for (requests' energy + stall energy = busy energy).
+    #[serde(default)]
+    pub stall_energy_j: f64,
     /// Decision epochs (times the policy was asked).
     #[serde(default)]
     pub decisions: u64,
@@ -35,6 +39,7 @@ impl RunTotals {
         self.elapsed_s += other.elapsed_s;
         self.freq_switches += other.freq_switches;
         self.stall_s += other.stall_s;
+        self.stall_energy_j += other.stall_energy_j;
         self.decisions += other.decisions;
         self.shield_overrides += other.shield_overrides;
     }
@@ -253,6 +258,7 @@ mod tests {
             elapsed_s: 20.0,
             freq_switches: 2,
             stall_s: 0.1,
+            stall_energy_j: 6.0,
             decisions: 40,
             shield_overrides: 3,
         };

@@ -27,6 +27,7 @@ struct Outcome {
     elapsed_s: f64,
     total_energy_j: f64,
     busy_energy_j: f64,
+    stall_energy_j: f64,
     attributed_energy_j: f64,
     preemptions: u64,
 }
@@ -101,6 +102,7 @@ fn run(reqs: &[Request], config: SimEngineConfig, clocks: &[u32]) -> Result<Outc
         elapsed_s: now.as_secs_f64(),
         total_energy_j: gpu.total_energy_j(),
         busy_energy_j: gpu.busy_energy_j(),
+        stall_energy_j: gpu.stall_energy_j(),
         attributed_energy_j: attributed,
         preemptions: engine.stats().preemptions,
     })
@@ -166,8 +168,10 @@ proptest! {
         prop_assert!(out.finished.values().all(|&n| n == 1));
         prop_assert!(out.records_ok);
         prop_assert!(out.busy_energy_j <= out.total_energy_j + 1e-9);
-        // Attributed energy is the iterations' energy: busy energy minus switch stalls.
-        prop_assert!(out.attributed_energy_j <= out.busy_energy_j * (1.0 + 1e-9) + 1e-9);
+        // Every busy joule is a request's or a stall's: the requests' energy is the busy
+        // energy less the stalls', exactly (up to rounding).
+        let booked = out.attributed_energy_j + out.stall_energy_j;
+        prop_assert!((booked - out.busy_energy_j).abs() <= 1e-9 * out.busy_energy_j.max(1.0), "{booked} vs {}", out.busy_energy_j);
         prop_assert!(out.elapsed_s >= reqs.last().unwrap().arrival.as_secs_f64());
     }
 }

@@ -40,6 +40,7 @@ pub struct SimGpu {
     total_energy_j: f64,
     busy_energy_j: f64,
     stall_s: f64,
+    stall_energy_j: f64,
     switches: u64,
 }
 
@@ -62,6 +63,7 @@ impl SimGpu {
             total_energy_j: 0.0,
             busy_energy_j: 0.0,
             stall_s: 0.0,
+            stall_energy_j: 0.0,
             switches: 0,
         }
     }
@@ -94,6 +96,11 @@ impl SimGpu {
     pub fn stall_s(&self) -> f64 {
         self.stall_s
     }
+    /// Energy drawn while stalled by clock switches, in joules: part of the busy energy, and the
+    /// part no request is charged for (busy energy = requests' energy + stall energy).
+    pub fn stall_energy_j(&self) -> f64 {
+        self.stall_energy_j
+    }
     /// Clock changes applied.
     pub fn switches(&self) -> u64 {
         self.switches
@@ -125,6 +132,7 @@ impl SimGpu {
             let e = self.idle_power_w() * dt;
             self.total_energy_j += e;
             self.busy_energy_j += e;
+            self.stall_energy_j += e;
             self.stall_s += dt;
             self.now = stall_end;
         }
@@ -287,6 +295,7 @@ mod tests {
         g.advance(Timestamp::from_secs_f64(1.0));
         assert!((g.stall_s() - 0.05).abs() < 1e-12);
         assert!((g.busy_energy_j() - g.idle_power_w() * 0.05).abs() < 1e-9);
+        assert_eq!(g.stall_energy_j(), g.busy_energy_j(), "nothing but the stall was busy");
         assert!(matches!(g.set_frequency(Mhz(811)), Err(ActuatorError::UnsupportedClock { .. })));
     }
 

@@ -372,6 +372,7 @@ impl Simulation {
                 elapsed_s: end.as_secs_f64(),
                 freq_switches: gpu.switches(),
                 stall_s: gpu.stall_s(),
+                stall_energy_j: gpu.stall_energy_j(),
                 decisions: self.deployment.ctrl.stats().decisions,
                 shield_overrides: self.deployment.ctrl.stats().policy_overrides,
             },
