@@ -31,7 +31,9 @@ enum Command {
     /// results/sweep unless --out says otherwise.
     Sweep(SweepArgs),
     /// Check the simulator against real measurements and print the calibration report; exits
-    /// non-zero when a target is missed.
+    /// non-zero when an in-sample target is missed (the fit regressed). Held-out targets are
+    /// reported, met or not: they measure how far the simulator predicts, which no code change
+    /// should be able to hide.
     Calibrate {
         /// The data directory (the `shared/data` layout: vidur/, mlenergy-leaderboard-v3/, …).
         #[arg(long, default_value = "../shared/data")]
@@ -100,12 +102,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         let data = if data.is_relative() { workspace_root().join(data) } else { data };
         let report = calibrate(&data, refit)?;
         print!("{}", report.render());
-        if report.met() < report.checks.len() {
-            eprintln!(
-                "{} of {} calibration targets missed",
-                report.checks.len() - report.met(),
-                report.checks.len()
-            );
+        let missed =
+            |held_out: bool| report.checks.iter().filter(|c| c.held_out == held_out && !c.met).count();
+        if missed(true) > 0 {
+            eprintln!("{} held-out calibration target(s) missed: reported above, not enforced", missed(true));
+        }
+        if missed(false) > 0 {
+            eprintln!("{} in-sample calibration target(s) missed: the fit regressed", missed(false));
             return Ok(ExitCode::FAILURE);
         }
         return Ok(ExitCode::SUCCESS);

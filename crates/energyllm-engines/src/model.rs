@@ -41,6 +41,11 @@ const BUILTIN: &[(&str, &str)] = &[
     ("llama-2-13b", include_str!("../profiles/llama-2-13b.toml")),
     ("llama-2-70b-tp4", include_str!("../profiles/llama-2-70b-tp4.toml")),
     ("llama-2-70b-tp8", include_str!("../profiles/llama-2-70b-tp8.toml")),
+    ("qwen3-8b", include_str!("../profiles/qwen3-8b.toml")),
+    ("qwen3-14b", include_str!("../profiles/qwen3-14b.toml")),
+    ("qwen3-32b", include_str!("../profiles/qwen3-32b.toml")),
+    ("qwen3-32b-tp2", include_str!("../profiles/qwen3-32b-tp2.toml")),
+    ("llama-3.1-70b-tp4", include_str!("../profiles/llama-3.1-70b-tp4.toml")),
 ];
 
 impl ModelSpec {

@@ -48,7 +48,8 @@ pub(super) fn mlenergy_v3_rows(data: &Path) -> Result<Vec<V3Row>, Error> {
     Ok(rows)
 }
 
-pub(super) fn mlenergy_v3_section(data: &Path, refit: bool, report: &mut Report) -> Result<(), Error> {
+/// Returns the mean prompt it chose, for the held-out section.
+pub(super) fn mlenergy_v3_section(data: &Path, refit: bool, report: &mut Report) -> Result<f64, Error> {
     let gpu = GpuSpec::builtin("h100")?;
     let model = ModelSpec::builtin("llama-3.1-8b")?;
     let timing = IterationModel::default();
@@ -152,7 +153,7 @@ pub(super) fn mlenergy_v3_section(data: &Path, refit: bool, report: &mut Report)
         });
         power_table(s, &gpu, &g, v);
     }
-    Ok(())
+    Ok(input)
 }
 
 /// Mean token rate (tokens/s) and mean power (W) of LLaMA-7B on A100 under HF transformers,

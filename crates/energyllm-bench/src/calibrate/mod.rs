@@ -9,12 +9,14 @@
 
 mod dvfs;
 mod energyllm_grid;
+mod heldout;
 mod mlenergy;
 mod power;
 mod vidur;
 
 use dvfs::{a100_joint_refit, dvfs_section};
 use energyllm_grid::energyllm_section;
+use heldout::held_out_section;
 use mlenergy::mlenergy_v3_section;
 use vidur::vidur_section;
 
@@ -35,6 +37,9 @@ pub struct Check {
     pub target: String,
     /// Whether it is met.
     pub met: bool,
+    /// Whether the data was held out: no constant was fitted to it. The rest are in-sample:
+    /// constants were fitted to those data, so meeting them shows the fit, not a prediction.
+    pub held_out: bool,
 }
 
 /// The calibration report.
@@ -52,19 +57,19 @@ impl Report {
         self.checks.iter().filter(|c| c.met).count()
     }
 
-    /// The whole report, ending with `targets met: N/M`.
+    /// The whole report: the in-sample targets, the held-out ones, then `targets met: N/M`
+    /// over both.
     pub fn render(&self) -> String {
         let mut s = self.text.clone();
-        s.push_str("\n## Targets\n\n| target | value | required | met |\n|---|---:|---|---|\n");
-        for c in &self.checks {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} |",
-                c.name,
-                c.value,
-                c.target,
-                if c.met { "yes" } else { "**no**" }
-            );
+        for (held_out, title) in [
+            (false, "In-sample targets (constants were fitted to these data: they show the fit)"),
+            (true, "Held-out targets (no constant was fitted to these data: they show the prediction)"),
+        ] {
+            let _ = write!(s, "\n## {title}\n\n| target | value | required | met |\n|---|---:|---|---|\n");
+            for c in self.checks.iter().filter(|c| c.held_out == held_out) {
+                let met = if c.met { "yes" } else { "**no**" };
+                let _ = writeln!(s, "| {} | {} | {} | {met} |", c.name, c.value, c.target);
+            }
         }
         let _ = writeln!(s, "\ntargets met: {}/{}", self.met(), self.checks.len());
         s
@@ -72,7 +77,11 @@ impl Report {
 }
 
 fn push_check(checks: &mut Vec<Check>, name: &str, value: String, target: &str, met: bool) {
-    checks.push(Check { name: name.into(), value, target: target.into(), met });
+    checks.push(Check { name: name.into(), value, target: target.into(), met, held_out: false });
+}
+
+fn push_held_out(checks: &mut Vec<Check>, name: &str, value: String, target: &str, met: bool) {
+    checks.push(Check { name: name.into(), value, target: target.into(), met, held_out: true });
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -125,11 +134,29 @@ pub fn calibrate(data: &Path, refit: bool) -> Result<Report, Error> {
     }
     let mut report = Report { text: "# Simulator calibration report\n\n".into(), checks: Vec::new() };
     vidur_section(data, refit, &mut report)?;
-    mlenergy_v3_section(data, refit, &mut report)?;
+    let prompt = mlenergy_v3_section(data, refit, &mut report)?;
+    held_out_section(data, prompt, &mut report)?;
     energyllm_section(data, refit, &mut report)?;
     dvfs_section(data, &mut report)?;
     if refit {
         a100_joint_refit(data, &mut report)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_keeps_in_sample_and_held_out_targets_apart_and_counts_both() {
+        let mut report = Report::default();
+        push_check(&mut report.checks, "fit", "1%".into(), "≤ 5%", true);
+        push_held_out(&mut report.checks, "prediction", "15%".into(), "≤ 10%", false);
+        let text = report.render();
+        let (in_sample, held_out) = text.split_once("## Held-out targets").expect("a held-out section");
+        assert!(in_sample.contains("| fit |") && !in_sample.contains("| prediction |"), "{text}");
+        assert!(held_out.contains("| prediction | 15% | ≤ 10% | **no** |"), "{text}");
+        assert!(text.trim_end().ends_with("targets met: 1/2"), "{text}");
+    }
 }

@@ -1,0 +1,129 @@
+//! Held out: ML.ENERGY v3 H100 rows of dense models no constant was fitted to, predicted from
+//! their architecture alone (a model profile from config.json) with the shipped H100 profile and
+//! the mean prompt chosen on the Llama-3.1-8B rows. Power and median inter-token latency against
+//! `max_num_seqs`, per model and pooled.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use energyllm_core::Mhz;
+use energyllm_engines::{IterationModel, ModelSpec};
+use energyllm_hw::GpuSpec;
+
+use crate::Error;
+
+use super::power::*;
+use super::*;
+
+/// (model id in the data, GPUs per replica, built-in profile).
+const HELD_OUT: [(&str, u32, &str); 6] = [
+    ("Qwen/Qwen3-8B", 1, "qwen3-8b"),
+    ("Qwen/Qwen3-14B", 1, "qwen3-14b"),
+    ("Qwen/Qwen3-32B", 1, "qwen3-32b"),
+    ("Qwen/Qwen3-32B", 2, "qwen3-32b-tp2"),
+    ("meta-llama/Llama-3.1-70B-Instruct", 4, "llama-3.1-70b-tp4"),
+    ("meta-llama/Llama-3.3-70B-Instruct", 4, "llama-3.1-70b-tp4"),
+];
+
+struct Row {
+    max_num_seqs: u32,
+    batch: f64,
+    output: f64,
+    power_w: f64,
+    itl_ms: f64,
+}
+
+fn rows(data: &Path, model_id: &str, gpus: u32) -> Result<Vec<Row>, Error> {
+    let path = data.join("mlenergy-leaderboard-v3/configurations_v3.csv");
+    let mut out = Vec::new();
+    for row in read_csv(&path)? {
+        let p = &path;
+        if text(p, &row, "model_id")? != model_id
+            || text(p, &row, "gpu_model")? != "H100"
+            || text(p, &row, "task")? != "lm-arena-chat"
+            || text(p, &row, "num_gpus")? != gpus.to_string()
+            || text(p, &row, "median_itl_ms")?.trim().is_empty()
+        {
+            continue;
+        }
+        out.push(Row {
+            max_num_seqs: field(p, &row, "max_num_seqs")? as u32,
+            batch: field(p, &row, "avg_batch_size")?,
+            output: field(p, &row, "avg_output_len")?,
+            power_w: field(p, &row, "avg_power_watts")?,
+            itl_ms: field(p, &row, "median_itl_ms")?,
+        });
+    }
+    out.sort_by_key(|r| r.max_num_seqs);
+    Ok(out)
+}
+
+/// The held-out section; `input` is the mean prompt the in-sample section chose.
+pub(super) fn held_out_section(data: &Path, input: f64, report: &mut Report) -> Result<(), Error> {
+    let gpu = GpuSpec::builtin("h100")?;
+    let timing = IterationModel::default();
+    let fmax = Mhz(gpu.max_freq_mhz);
+    let s = &mut report.text;
+    let _ = writeln!(
+        s,
+        "## Held out: ML.ENERGY v3, H100-SXM5, dense models never fitted (no license: figures only)\n\n\
+         No constant was fitted to these rows. Each model is its config.json's architecture \
+         (`crates/energyllm-engines/profiles/`), on the shipped H100 profile, at the mean prompt of \
+         {input:.0} tokens the Llama-3.1-8B rows chose; the steady state is the in-sample section's. \
+         Power is summed over the replica's GPUs, as the data's is.\n\n\
+         | model | GPUs | rows | median ITL MAPE | power MAPE | ITL bias | power bias |\n\
+         |---|---:|---:|---:|---:|---:|---:|"
+    );
+    let (mut all_itl, mut all_power) = (Vec::new(), Vec::new());
+    for (id, gpus, profile) in HELD_OUT {
+        let model = ModelSpec::builtin(profile)?;
+        let rows = rows(data, id, gpus)?;
+        if rows.is_empty() {
+            return Err(data_err(
+                &data.join("mlenergy-leaderboard-v3/configurations_v3.csv"),
+                format!("no lm-arena-chat rows of {id} on {gpus} H100"),
+            ));
+        }
+        let (mut itl, mut power) = (Vec::new(), Vec::new());
+        for r in &rows {
+            let c = steady_iteration(&timing, &model, &gpu, fmax, r.batch, input, r.output);
+            itl.push((r.itl_ms, c.time_s * 1e3));
+            power.push((r.power_w, power_of(&gpu, fmax, &c) * f64::from(gpus)));
+        }
+        let bias = |pairs: &[(f64, f64)]| {
+            100.0 * pairs.iter().map(|(t, p)| p / t - 1.0).sum::<f64>() / pairs.len() as f64
+        };
+        let _ = writeln!(
+            s,
+            "| {id} | {gpus} | {} | {:.1}% | {:.1}% | {:+.1}% | {:+.1}% |",
+            rows.len(),
+            mape(&itl),
+            mape(&power),
+            bias(&itl),
+            bias(&power)
+        );
+        all_itl.extend(itl);
+        all_power.extend(power);
+    }
+    let (itl, power) = (mape(&all_itl), mape(&all_power));
+    let _ = writeln!(
+        s,
+        "\nPooled over {} rows: median ITL MAPE {itl:.1}%, power MAPE {power:.1}%.\n",
+        all_itl.len()
+    );
+    push_held_out(
+        &mut report.checks,
+        "held out: median ITL, ML.ENERGY v3 H100 dense models never fitted",
+        format!("MAPE {itl:.1}%"),
+        "MAPE ≤ 10%",
+        itl <= 10.0,
+    );
+    push_held_out(
+        &mut report.checks,
+        "held out: power, ML.ENERGY v3 H100 dense models never fitted",
+        format!("MAPE {power:.1}%"),
+        "MAPE ≤ 10%",
+        power <= 10.0,
+    );
+    Ok(())
+}
