@@ -45,6 +45,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("qwen3-14b", include_str!("../profiles/qwen3-14b.toml")),
     ("qwen3-32b", include_str!("../profiles/qwen3-32b.toml")),
     ("qwen3-32b-tp2", include_str!("../profiles/qwen3-32b-tp2.toml")),
+    ("llama-3.1-70b-tp2", include_str!("../profiles/llama-3.1-70b-tp2.toml")),
     ("llama-3.1-70b-tp4", include_str!("../profiles/llama-3.1-70b-tp4.toml")),
 ];
 

@@ -312,7 +312,7 @@ fn an_answer_longer_than_the_cache_is_admitted_and_cut_at_the_maximum_length() {
     let long =
         Request { id: RequestId(1), arrival: Timestamp::ZERO, input_tokens: 100, output_tokens: 10_000 };
     let config = SimEngineConfig { max_model_len: Some(300), ..Default::default() };
-    let out = run(&[long.clone()], config, &[]).unwrap();
+    let out = run(std::slice::from_ref(&long), config, &[]).unwrap();
     let r = &out.records[0];
     assert_eq!((r.status, r.output_tokens), (RequestStatus::Completed, 200));
 

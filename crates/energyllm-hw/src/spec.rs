@@ -99,6 +99,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("a100-80gb", include_str!("../profiles/a100-sxm4-80gb.toml")),
     ("h100", include_str!("../profiles/h100-sxm5-80gb.toml")),
     ("h200", include_str!("../profiles/h200-sxm-141gb.toml")),
+    ("b200", include_str!("../profiles/b200-sxm-180gb.toml")),
 ];
 
 impl GpuSpec {

@@ -25,21 +25,23 @@ const HELD_OUT: [(&str, u32, &str); 6] = [
     ("meta-llama/Llama-3.3-70B-Instruct", 4, "llama-3.1-70b-tp4"),
 ];
 
-struct Row {
-    max_num_seqs: u32,
-    batch: f64,
-    output: f64,
-    power_w: f64,
-    itl_ms: f64,
+/// One ML.ENERGY v3 steady-state row.
+pub(super) struct Row {
+    pub(super) max_num_seqs: u32,
+    pub(super) batch: f64,
+    pub(super) output: f64,
+    pub(super) power_w: f64,
+    pub(super) itl_ms: f64,
 }
 
-fn rows(data: &Path, model_id: &str, gpus: u32) -> Result<Vec<Row>, Error> {
+/// The lm-arena-chat rows of `model_id` on `gpus` GPUs of `gpu_model` (H100, B200).
+pub(super) fn rows(data: &Path, model_id: &str, gpu_model: &str, gpus: u32) -> Result<Vec<Row>, Error> {
     let path = data.join("mlenergy-leaderboard-v3/configurations_v3.csv");
     let mut out = Vec::new();
     for row in read_csv(&path)? {
         let p = &path;
         if text(p, &row, "model_id")? != model_id
-            || text(p, &row, "gpu_model")? != "H100"
+            || text(p, &row, "gpu_model")? != gpu_model
             || text(p, &row, "task")? != "lm-arena-chat"
             || text(p, &row, "num_gpus")? != gpus.to_string()
             || text(p, &row, "median_itl_ms")?.trim().is_empty()
@@ -62,7 +64,6 @@ fn rows(data: &Path, model_id: &str, gpus: u32) -> Result<Vec<Row>, Error> {
 pub(super) fn held_out_section(data: &Path, input: f64, report: &mut Report) -> Result<(), Error> {
     let gpu = GpuSpec::builtin("h100")?;
     let timing = IterationModel::default();
-    let fmax = Mhz(gpu.max_freq_mhz);
     let s = &mut report.text;
     let _ = writeln!(
         s,
@@ -77,22 +78,14 @@ pub(super) fn held_out_section(data: &Path, input: f64, report: &mut Report) -> 
     let (mut all_itl, mut all_power) = (Vec::new(), Vec::new());
     for (id, gpus, profile) in HELD_OUT {
         let model = ModelSpec::builtin(profile)?;
-        let rows = rows(data, id, gpus)?;
+        let rows = rows(data, id, "H100", gpus)?;
         if rows.is_empty() {
             return Err(data_err(
                 &data.join("mlenergy-leaderboard-v3/configurations_v3.csv"),
                 format!("no lm-arena-chat rows of {id} on {gpus} H100"),
             ));
         }
-        let (mut itl, mut power) = (Vec::new(), Vec::new());
-        for r in &rows {
-            let c = steady_iteration(&timing, &model, &gpu, fmax, r.batch, input, r.output);
-            itl.push((r.itl_ms, c.time_s * 1e3));
-            power.push((r.power_w, power_of(&gpu, fmax, &c) * f64::from(gpus)));
-        }
-        let bias = |pairs: &[(f64, f64)]| {
-            100.0 * pairs.iter().map(|(t, p)| p / t - 1.0).sum::<f64>() / pairs.len() as f64
-        };
+        let (itl, power) = predict(&timing, &model, &gpu, &rows, gpus, input);
         let _ = writeln!(
             s,
             "| {id} | {gpus} | {} | {:.1}% | {:.1}% | {:+.1}% | {:+.1}% |",
@@ -126,4 +119,31 @@ pub(super) fn held_out_section(data: &Path, input: f64, report: &mut Report) -> 
         power <= 10.0,
     );
     Ok(())
+}
+
+/// (measured, predicted) pairs, one per row.
+pub(super) type Pairs = Vec<(f64, f64)>;
+
+/// (measured, predicted) median ITL in ms and power in W (summed over `gpus`) for each row, at
+/// the top clock and a mean prompt of `input` tokens.
+pub(super) fn predict(
+    timing: &IterationModel,
+    model: &ModelSpec,
+    gpu: &GpuSpec,
+    rows: &[Row],
+    gpus: u32,
+    input: f64,
+) -> (Pairs, Pairs) {
+    let fmax = Mhz(gpu.max_freq_mhz);
+    rows.iter()
+        .map(|r| {
+            let c = steady_iteration(timing, model, gpu, fmax, r.batch, input, r.output);
+            ((r.itl_ms, c.time_s * 1e3), (r.power_w, power_of(gpu, fmax, &c) * f64::from(gpus)))
+        })
+        .unzip()
+}
+
+/// Mean signed error of (measured, predicted) pairs, in percent.
+pub(super) fn bias(pairs: &[(f64, f64)]) -> f64 {
+    100.0 * pairs.iter().map(|(t, p)| p / t - 1.0).sum::<f64>() / pairs.len() as f64
 }

@@ -7,6 +7,7 @@
 //! and prints them beside the shipped values, so a reader sees both what ships and what the data
 //! alone would choose.
 
+mod b200;
 mod dvfs;
 mod energyllm_grid;
 mod heldout;
@@ -14,6 +15,7 @@ mod mlenergy;
 mod power;
 mod vidur;
 
+use b200::b200_section;
 use dvfs::{a100_joint_refit, dvfs_section};
 use energyllm_grid::energyllm_section;
 use heldout::held_out_section;
@@ -136,6 +138,7 @@ pub fn calibrate(data: &Path, refit: bool) -> Result<Report, Error> {
     vidur_section(data, refit, &mut report)?;
     let prompt = mlenergy_v3_section(data, refit, &mut report)?;
     held_out_section(data, prompt, &mut report)?;
+    b200_section(data, prompt, refit, &mut report)?;
     energyllm_section(data, refit, &mut report)?;
     dvfs_section(data, &mut report)?;
     if refit {
