@@ -356,3 +356,42 @@ fn admission_does_not_look_at_the_answer_length() {
     }
     assert!(long.records.iter().all(|r| r.status == RequestStatus::Completed));
 }
+
+#[test]
+fn a_clock_switch_delays_queued_work_by_exactly_one_stall() {
+    let req = |id: u64, input: u32| Request {
+        id: RequestId(id),
+        arrival: Timestamp::ZERO,
+        input_tokens: input,
+        output_tokens: 20,
+    };
+    let mut gpu = gpu();
+    let stall = energyllm_core::duration_from_secs(gpu.spec().switch_stall_s);
+    let mut engine = SimEngine::new(SimEngineConfig::default(), model(), &gpu).unwrap();
+    let mut events = Vec::new();
+
+    // Idle: the switch applies at once, and work submitted with it starts when the stall ends.
+    let t0 = Timestamp::from_secs_f64(1.0);
+    gpu.advance(t0);
+    engine.request_frequency(t0, Mhz(1200), &mut gpu).unwrap();
+    engine.submit(t0, req(0, 4000));
+    engine.advance(t0, &mut gpu, &mut events);
+    assert_eq!(engine.next_event_time(&gpu), Some(t0 + stall), "an idle engine waits one stall");
+    engine.advance(t0 + stall, &mut gpu, &mut events);
+    let end = engine.next_event_time(&gpu).unwrap();
+    assert!(end > t0 + stall, "the prefill iteration runs after the stall");
+
+    // Mid-iteration: the switch waits for the iteration to end, and queued work starts exactly
+    // one stall after that end, not one stall after the decision and another after the end.
+    let mid = t0 + stall + (end - (t0 + stall)) / 2;
+    engine.request_frequency(mid, Mhz(1005), &mut gpu).unwrap();
+    engine.submit(mid, req(1, 100));
+    engine.advance(mid, &mut gpu, &mut events);
+    assert_eq!(engine.next_event_time(&gpu), Some(end), "the running iteration is not cut");
+    engine.advance(end, &mut gpu, &mut events);
+    assert_eq!(gpu.stall_until(), end + stall);
+    assert_eq!(engine.next_event_time(&gpu), Some(end + stall), "exactly one stall after the iteration");
+    engine.advance(end + stall, &mut gpu, &mut events);
+    assert!(engine.next_event_time(&gpu).is_some_and(|t| t > end + stall), "the next iteration is under way");
+    assert_eq!(gpu.switches(), 2);
+}

@@ -168,7 +168,10 @@ impl Deployment {
         engine_cfg.batching = setup.controller.batching;
         let engine = SimEngine::new(engine_cfg, setup.model.clone(), &gpu)?;
         let mut controller_cfg = setup.controller.clone();
-        // One source of truth for the switch stall: the GPU's, whatever the setup says.
+        // One source of truth for the switch stall: the GPU's, whatever the setup says. The
+        // controller's hold starts at the decision and the GPU's stall at the same instant or
+        // later (after the iteration in flight), so the hold never outlasts the stall: queued
+        // work waits exactly one stall (engine test `a_clock_switch_delays_queued_work_by_…`).
         controller_cfg.switch_stall_s = setup.gpu.switch_stall_s;
         // The controller starts from the clock the GPU is at, as it would from a live device.
         let initial = controller_cfg.initial_action();
