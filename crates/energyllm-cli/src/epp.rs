@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Args;
 
 use energyllm_epp::{EppConfig, PickPolicy, Pool};
@@ -35,9 +35,10 @@ pub struct EppArgs {
     /// Milliseconds one read may take.
     #[arg(long, default_value_t = 1000)]
     pub read_timeout_ms: u64,
-    /// Seconds after which a gateway whose page could not be read is no longer picked.
-    #[arg(long, default_value_t = 5.0)]
-    pub stale_after: f64,
+    /// Milliseconds after which a gateway whose last good page is older is no longer picked
+    /// (two failed reads in a row leave it out sooner).
+    #[arg(long, default_value_t = 5000)]
+    pub stale_after_ms: u64,
     /// Endpoints listed after the first, for the proxy to retry down the list.
     #[arg(long, default_value_t = 2)]
     pub fallbacks: usize,
@@ -48,10 +49,16 @@ pub struct EppArgs {
     /// Largest request body gathered in full-duplex mode, in bytes; larger ones get 413.
     #[arg(long, default_value_t = 8 << 20)]
     pub max_body_bytes: usize,
-    /// Treat request bodies as FULL_DUPLEX_STREAMED even when Envoy does not say so (Envoy
-    /// before 1.34 sends no protocol_config).
+    /// Treat bodies as FULL_DUPLEX_STREAMED while Envoy declares no body mode (Envoy before 1.34
+    /// sends no protocol_config); a declared mode always wins.
     #[arg(long)]
     pub assume_full_duplex: bool,
+    /// On SIGINT/SIGTERM, milliseconds of NOT_SERVING health before the listener closes.
+    #[arg(long, default_value_t = 2000)]
+    pub shutdown_grace_ms: u64,
+    /// Then, milliseconds open ext_proc streams get to end before they are cut.
+    #[arg(long, default_value_t = 25000)]
+    pub shutdown_timeout_ms: u64,
     /// Log format on standard error: text, or json (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -70,14 +77,21 @@ impl EppArgs {
             }
             None => Pool::from_addresses(&self.endpoint)?,
         };
-        if !(self.stale_after.is_finite() && self.stale_after > 0.0) {
-            bail!("--stale-after {} must be a positive number of seconds", self.stale_after);
+        if self.refresh_ms == 0 || self.read_timeout_ms == 0 {
+            bail!("--refresh-ms and --read-timeout-ms must be positive");
+        }
+        if self.stale_after_ms <= self.refresh_ms {
+            bail!(
+                "--stale-after-ms {} must exceed --refresh-ms {}: every page would be stale before the next read",
+                self.stale_after_ms,
+                self.refresh_ms
+            );
         }
         if !(0.0..=1.0).contains(&self.shed_below) {
             bail!("--shed-below {} is a score, between 0 and 1", self.shed_below);
         }
-        if self.refresh_ms == 0 || self.read_timeout_ms == 0 {
-            bail!("--refresh-ms and --read-timeout-ms must be positive");
+        if self.max_body_bytes == 0 {
+            bail!("--max-body-bytes must be positive: 0 would refuse every request body with 413");
         }
         let mut cfg = EppConfig::new(self.listen, pool);
         cfg.metrics_listen = self.metrics_listen;
@@ -85,11 +99,13 @@ impl EppArgs {
         cfg.read_timeout = Duration::from_millis(self.read_timeout_ms);
         cfg.policy = PickPolicy {
             fallbacks: self.fallbacks,
-            stale_after: Duration::from_secs_f64(self.stale_after),
+            stale_after: Duration::from_millis(self.stale_after_ms),
             shed_below: self.shed_below,
         };
         cfg.max_body_bytes = self.max_body_bytes;
         cfg.force_full_duplex = self.assume_full_duplex;
+        cfg.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
+        cfg.shutdown_timeout = Duration::from_millis(self.shutdown_timeout_ms);
         Ok(cfg)
     }
 }
@@ -102,7 +118,7 @@ pub fn run_epp(args: &EppArgs) -> anyhow::Result<()> {
         let handle = energyllm_epp::start(cfg).await?;
         tracing::info!(metrics = ?handle.metrics_addr, "SIGINT/SIGTERM stops the picker");
         energyllm_engines::live::gateway::shutdown_signal().await;
-        handle.stop().await.context("stopping the gRPC server")?;
+        handle.stop().await?;
         tracing::info!("stopped");
         Ok(())
     })

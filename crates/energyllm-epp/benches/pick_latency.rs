@@ -79,7 +79,8 @@ fn main() {
         for _ in 0..4 {
             addrs.push(page_server().await);
         }
-        let cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), Pool::from_addresses(&addrs).unwrap());
+        let mut cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), Pool::from_addresses(&addrs).unwrap());
+        cfg.shutdown_grace = Duration::ZERO;
         let epp = energyllm_epp::start(cfg).await.unwrap();
         while !epp.board().synced() {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -3,12 +3,13 @@
 //! [`Picker`]; the metrics page reads it.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::flow::Picker;
-use crate::pick::{decide, Decision, EndpointState, PickPolicy};
+use crate::pick::{decide, Decision, EndpointState, PickPolicy, FAILED_READS_TO_LEAVE_OUT};
 use crate::pool::Pool;
 
 /// Per-endpoint counters.
@@ -64,6 +65,13 @@ impl Board {
         self.states().clone()
     }
 
+    /// Notes that endpoint `i`'s page is being requested.
+    pub fn read_sent(&self, i: usize) {
+        if let Some(state) = self.states().get_mut(i) {
+            state.read_sent();
+        }
+    }
+
     /// Takes in the outcome of reading endpoint `i`'s page: its text, or why it failed. Returns
     /// the error when the page could not be used, for the reader to log.
     pub fn take_read(&self, i: usize, page: Result<String, String>, at: Instant) -> Result<(), String> {
@@ -73,7 +81,7 @@ impl Board {
         let state = &mut states[i];
         let outcome = page.and_then(|p| state.read(&p, at));
         if let Err(e) = &outcome {
-            state.error = Some(e.clone());
+            state.read_failed(e.clone());
             counts.read_errors.fetch_add(1, Ordering::Relaxed);
         }
         outcome
@@ -170,11 +178,13 @@ impl Board {
 }
 
 fn eligible(st: &EndpointState, now: Instant, stale: Duration) -> bool {
-    st.ready && st.read_at.is_some_and(|t| now.saturating_duration_since(t) <= stale)
+    st.ready
+        && st.failed_reads < FAILED_READS_TO_LEAVE_OUT
+        && st.read_at.is_some_and(|t| now.saturating_duration_since(t) <= stale)
 }
 
 impl Picker for Board {
-    fn pick(&self, subset: Option<&[String]>, sheddable: bool) -> Decision {
+    fn pick(&self, subset: Option<&[SocketAddr]>, sheddable: bool) -> Decision {
         let mut states = self.states();
         let d = decide(&self.pool, &states, Instant::now(), subset, sheddable, &self.policy);
         if let Decision::Route(addrs) = &d {
@@ -187,7 +197,8 @@ impl Picker for Board {
     }
 
     fn served(&self, endpoint: &str) {
-        match self.pool.endpoints().iter().position(|e| e.address.to_string() == endpoint.trim()) {
+        let served: Option<SocketAddr> = endpoint.trim().parse().ok();
+        match self.pool.endpoints().iter().position(|e| Some(e.address) == served) {
             Some(i) => self.counts[i].served.fetch_add(1, Ordering::Relaxed),
             None => self.served_elsewhere.fetch_add(1, Ordering::Relaxed),
         };
@@ -223,6 +234,7 @@ mod tests {
         // Two slots on the better endpoint, then the other, until a new page shows the truth.
         let picks: Vec<String> = (0..3).map(|_| first(board.pick(None, false))).collect();
         assert_eq!(picks, ["10.0.0.1:1", "10.0.0.1:1", "10.0.0.2:1"]);
+        board.read_sent(0);
         board.take_read(0, page(0.9), Instant::now()).unwrap();
         assert_eq!(first(board.pick(None, false)), "10.0.0.1:1");
         board.served("10.0.0.2:1");

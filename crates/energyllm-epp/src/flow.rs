@@ -42,8 +42,8 @@ pub const PRIORITY_HEADER: &str = "x-energyllm-priority";
 
 /// What a flow asks of the picker.
 pub trait Picker: Send + Sync {
-    /// A decision for one request.
-    fn pick(&self, subset: Option<&[String]>, sheddable: bool) -> Decision;
+    /// A decision for one request; `subset` holds the addresses of the proxy's hint.
+    fn pick(&self, subset: Option<&[SocketAddr]>, sheddable: bool) -> Decision;
     /// The proxy says `endpoint` served a request.
     fn served(&self, endpoint: &str);
     /// A request was refused with this HTTP status.
@@ -59,9 +59,13 @@ pub struct ProtocolError(pub &'static str);
 #[derive(Debug)]
 pub struct Flow {
     max_body_bytes: usize,
-    full_duplex_request: Option<bool>,
-    full_duplex_response: bool,
-    subset: Option<Vec<String>>,
+    /// The body modes Envoy declared in `protocol_config` (request, response), once it has.
+    declared: Option<(bool, bool)>,
+    /// What to assume while Envoy has declared nothing.
+    assume_full_duplex: bool,
+    /// Whether a message has been taken in.
+    started: bool,
+    subset: Option<Vec<SocketAddr>>,
     sheddable: bool,
     body: Vec<u8>,
     headers_seen: bool,
@@ -71,13 +75,14 @@ pub struct Flow {
 
 impl Flow {
     /// A new stream; request bodies over `max_body_bytes` are refused with 413.
-    /// `force_full_duplex` treats request bodies as `FULL_DUPLEX_STREAMED` even when Envoy
-    /// sends no `protocol_config` (versions before 1.34 do not).
-    pub fn new(max_body_bytes: usize, force_full_duplex: bool) -> Flow {
+    /// `assume_full_duplex` treats bodies, both ways, as `FULL_DUPLEX_STREAMED` while Envoy has
+    /// sent no `protocol_config` (versions before 1.34 do not); what Envoy declares wins.
+    pub fn new(max_body_bytes: usize, assume_full_duplex: bool) -> Flow {
         Flow {
             max_body_bytes,
-            full_duplex_request: force_full_duplex.then_some(true),
-            full_duplex_response: false,
+            declared: None,
+            assume_full_duplex,
+            started: false,
             subset: None,
             sheddable: false,
             body: Vec::new(),
@@ -95,11 +100,14 @@ impl Flow {
         msg: ProcessingRequest,
         picker: &dyn Picker,
     ) -> Result<Vec<ProcessingResponse>, ProtocolError> {
-        if let Some(pc) = &msg.protocol_config {
+        // Envoy declares the modes on a stream's first message; a later declaration would change
+        // the rules mid-request (a body already passed through could not be gathered), so it is
+        // not taken.
+        if let (false, Some(pc)) = (self.started, &msg.protocol_config) {
             let duplex = i32::from(BodySendMode::FullDuplexStreamed);
-            self.full_duplex_request.get_or_insert(pc.request_body_mode == duplex);
-            self.full_duplex_response = pc.response_body_mode == duplex;
+            self.declared = Some((pc.request_body_mode == duplex, pc.response_body_mode == duplex));
         }
+        self.started = true;
         if self.done {
             // After an immediate response the proxy sends nothing more that needs an answer.
             return Ok(Vec::new());
@@ -124,14 +132,14 @@ impl Flow {
                 self.sheddable = header(&h, PRIORITY_HEADER)
                     .and_then(|p| p.trim().parse::<i64>().ok())
                     .is_some_and(|p| p < 0);
-                if h.end_of_stream || self.full_duplex_request != Some(true) {
+                if h.end_of_stream || !self.full_duplex_request() {
                     self.decide(picker, None)
                 } else {
                     Vec::new()
                 }
             }
             Request::RequestBody(b) => {
-                if self.full_duplex_request != Some(true) || self.headers_answered {
+                if !self.full_duplex_request() || self.headers_answered {
                     return Ok(vec![respond(Response::RequestBody(BodyResponse::default()))]);
                 }
                 if self.body.len() + b.body.len() > self.max_body_bytes {
@@ -163,7 +171,7 @@ impl Flow {
                 vec![respond(Response::ResponseHeaders(HeadersResponse::default()))]
             }
             Request::ResponseBody(b) => {
-                let common = if self.full_duplex_response {
+                let common = if self.full_duplex_response() {
                     streamed(b.body, b.end_of_stream)
                 } else {
                     CommonResponse::default()
@@ -174,6 +182,14 @@ impl Flow {
                 vec![respond(Response::ResponseTrailers(TrailersResponse::default()))]
             }
         })
+    }
+
+    fn full_duplex_request(&self) -> bool {
+        self.declared.map_or(self.assume_full_duplex, |(request, _)| request)
+    }
+
+    fn full_duplex_response(&self) -> bool {
+        self.declared.map_or(self.assume_full_duplex, |(_, response)| response)
     }
 
     /// Picks and answers the headers; with a gathered body (`Some(end_of_stream)`), answers it too.
@@ -288,22 +304,22 @@ fn lb_entry<'a>(md: Option<&'a Metadata>, namespace: &str, key: &str) -> Option<
     md?.filter_metadata.get(namespace)?.fields.get(key)?.kind.as_ref()
 }
 
-/// The subset hint: a list of `ip:port` strings (a comma-separated string is read too).
-fn subset_hint(md: Option<&Metadata>) -> Option<Vec<String>> {
+/// The subset hint: a list of `ip:port` strings (a comma-separated string is read too). An
+/// entry that is not `ip:port` names no endpoint of the pool and is dropped; a hint of another
+/// kind is an empty subset, which the protocol answers 503.
+fn subset_hint(md: Option<&Metadata>) -> Option<Vec<SocketAddr>> {
+    let parse = |a: &str| a.trim().parse::<SocketAddr>().ok();
     match lb_entry(md, SUBSET_NAMESPACE, SUBSET_KEY)? {
         Kind::ListValue(list) => Some(
             list.values
                 .iter()
                 .filter_map(|v| match &v.kind {
-                    Some(Kind::StringValue(s)) => Some(s.clone()),
+                    Some(Kind::StringValue(s)) => parse(s),
                     _ => None,
                 })
                 .collect(),
         ),
-        Kind::StringValue(s) => {
-            Some(s.split(',').map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect())
-        }
-        // Any other kind is no list of addresses: an empty subset, which the protocol answers 503.
+        Kind::StringValue(s) => Some(s.split(',').filter_map(parse).collect()),
         _ => Some(Vec::new()),
     }
 }
@@ -329,14 +345,14 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         answer: Mutex<Option<Decision>>,
-        asked: Mutex<Vec<(Option<Vec<String>>, bool)>>,
+        asked: Mutex<Vec<(Option<Vec<SocketAddr>>, bool)>>,
         served: Mutex<Vec<String>>,
         refused: Mutex<Vec<u16>>,
     }
 
     impl Picker for Fake {
-        fn pick(&self, subset: Option<&[String]>, sheddable: bool) -> Decision {
-            self.asked.lock().unwrap().push((subset.map(<[String]>::to_vec), sheddable));
+        fn pick(&self, subset: Option<&[SocketAddr]>, sheddable: bool) -> Decision {
+            self.asked.lock().unwrap().push((subset.map(<[SocketAddr]>::to_vec), sheddable));
             self.answer.lock().unwrap().clone().expect("an answer")
         }
         fn served(&self, endpoint: &str) {
@@ -482,7 +498,9 @@ mod tests {
         assert_eq!(r.status.unwrap().code, 503);
         assert!(String::from_utf8_lossy(&r.body).contains("no ready endpoint"));
         let asked = fake.asked.lock().unwrap()[0].clone();
-        assert_eq!(asked.0.unwrap(), ["10.0.0.3:8000", "10.0.0.1:8000"]);
+        let expected: Vec<SocketAddr> =
+            vec!["10.0.0.3:8000".parse().unwrap(), "10.0.0.1:8000".parse().unwrap()];
+        assert_eq!(asked.0.unwrap(), expected);
         // Nothing more is answered on a stream that was answered immediately.
         assert!(flow.on_message(body(b"x", true), &fake).unwrap().is_empty());
 
@@ -525,6 +543,10 @@ mod tests {
         let mut flow = Flow::new(64, true);
         assert!(flow.on_message(msg, &fake).unwrap().is_empty());
         assert_eq!(flow.on_message(body(b"{}", true), &fake).unwrap().len(), 2);
+        // What Envoy declares wins over the assumption: with bodies NONE, pick on the headers.
+        let mut flow = Flow::new(64, true);
+        let out = flow.on_message(headers(false, &[], false), &fake).unwrap();
+        assert_eq!(destination(&out[0]).0, "10.0.0.1:8000");
     }
 
     /// A message of a hostile or confused proxy: any part, in any order.

@@ -11,12 +11,13 @@ speaks the extension's endpoint-picker protocol (its proposal 004).
 
 - [`pool`]: the endpoints, from a TOML file or `ip:port` flags. There is no `InferencePool`
   watcher yet: the pool is static, as a headless Service's addresses would give it.
-- [`pick`]: the choice, sans IO. Endpoints whose page is fresh and whose gateway is ready are
-  ranked by [`energyllm_core::score::rank`] of their scores, the function the cluster
-  simulator's `energy-slack` router ranks by; endpoints with a free batch slot (counting picks
-  their page does not show yet) come before full ones. It answers the first endpoint and
-  fallbacks, 503 when none may take the request, or 429 for a sheddable request when even the
-  best endpoint is short of the SLO.
+- [`pick`]: the choice, sans IO. Endpoints whose page is fresh, whose reads succeed and whose
+  gateway is ready are ranked by [`energyllm_core::score::rank`] of their scores, the function
+  the cluster simulator's `energy-slack` router ranks by. One correction is the picker's own,
+  for the staleness the simulator does not have: an endpoint whose batch the picker's picks
+  since its last page have filled ranks as if it had lost its SLO slack, so a burst between two
+  reads spreads out. It answers the first endpoint and fallbacks, 503 when none may take the
+  request, or 429 for a sheddable request when even the best endpoint is short of the SLO.
 - [`flow`]: one ext_proc stream (one HTTP request) as a state machine: when to pick (on the
   headers, or after a full-duplex body), and the answers: the `x-gateway-destination-endpoint`
   header and the same list under `envoy.lb` in the dynamic metadata, or an immediate response.
@@ -25,7 +26,8 @@ speaks the extension's endpoint-picker protocol (its proposal 004).
   `readiness`, and the ext_proc service name), the reader tasks, and the `/metrics` page.
 
 **Invariant:** the picker computes no score of its own. Scores come from the gateways, ranking
-from `energyllm_core`, so what `energyllm cluster` simulates is what the picker does.
+from `energyllm_core`, so what `energyllm cluster` simulates is what the picker does, up to the
+staleness correction above.
 */
 #![deny(missing_docs)]
 

@@ -44,12 +44,18 @@ pub struct EppConfig {
     pub policy: PickPolicy,
     /// Request bodies larger than this are refused with 413 (full-duplex mode only).
     pub max_body_bytes: usize,
-    /// Treat request bodies as `FULL_DUPLEX_STREAMED` when Envoy does not say.
+    /// Treat bodies as `FULL_DUPLEX_STREAMED` while Envoy does not say.
     pub force_full_duplex: bool,
+    /// On stop, how long health answers NOT_SERVING before the listener closes, so that health
+    /// checks see it and the proxy sends new streams elsewhere.
+    pub shutdown_grace: Duration,
+    /// On stop, how long open streams may take to end before they are cut.
+    pub shutdown_timeout: Duration,
 }
 
 impl EppConfig {
-    /// The defaults: 200 ms refresh, 1 s read timeout, 8 MiB bodies, [`PickPolicy::default`].
+    /// The defaults: 200 ms refresh, 1 s read timeout, 8 MiB bodies, [`PickPolicy::default`], and
+    /// on stop 2 s of NOT_SERVING then up to 25 s for open streams.
     pub fn new(listen: SocketAddr, pool: Pool) -> EppConfig {
         EppConfig {
             listen,
@@ -60,6 +66,8 @@ impl EppConfig {
             policy: PickPolicy::default(),
             max_body_bytes: 8 << 20,
             force_full_duplex: false,
+            shutdown_grace: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(25),
         }
     }
 }
@@ -83,6 +91,9 @@ pub enum EppError {
     /// A setting is out of range.
     #[error("{0}")]
     Config(String),
+    /// The gRPC server failed.
+    #[error("the picker's gRPC server failed: {0}")]
+    Serve(String),
 }
 
 /// A running picker.
@@ -92,7 +103,10 @@ pub struct EppHandle {
     /// The address of its `/metrics` page, if it serves one.
     pub metrics_addr: Option<SocketAddr>,
     board: Arc<Board>,
+    unready: watch::Sender<bool>,
     stop: watch::Sender<bool>,
+    grace: Duration,
+    timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -103,15 +117,29 @@ impl EppHandle {
         &self.board
     }
 
-    /// Stops accepting streams, lets open ones end (Envoy closes them per request), and stops
-    /// the readers.
-    pub async fn stop(self) -> Result<(), tonic::transport::Error> {
+    /// Stops: health answers NOT_SERVING for the grace period, then the listener closes and open
+    /// streams get the shutdown timeout to end before they are cut; the readers stop last.
+    pub async fn stop(mut self) -> Result<(), EppError> {
+        let _ = self.unready.send(true);
+        tokio::time::sleep(self.grace).await;
         let _ = self.stop.send(true);
-        let served = self.grpc.await;
-        for t in self.tasks {
+        let outcome = tokio::time::timeout(self.timeout, &mut self.grpc).await;
+        for t in &self.tasks {
             t.abort();
         }
-        served.unwrap_or(Ok(()))
+        match outcome {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(EppError::Serve(e.to_string())),
+            Ok(Err(join)) => Err(EppError::Serve(format!("its task ended abnormally: {join}"))),
+            Err(_) => {
+                self.grpc.abort();
+                tracing::warn!(
+                    timeout_s = self.timeout.as_secs_f64(),
+                    "ext_proc streams still open at shutdown: cut"
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -152,9 +180,7 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
         .endpoints()
         .iter()
         .enumerate()
-        .map(|(i, e)| {
-            tokio::spawn(read_loop(board.clone(), i, e.metrics_url.clone(), client.clone(), cfg.refresh))
-        })
+        .map(|(i, _)| tokio::spawn(read_loop(board.clone(), i, client.clone(), cfg.refresh)))
         .collect();
 
     let metrics_addr = metrics.map(|(l, local)| {
@@ -168,20 +194,23 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
         reporter.set_service_status(*name, ServingStatus::NotServing).await;
     }
     let (stop, mut stopped) = watch::channel(false);
+    let (unready, mut going) = watch::channel(false);
     {
-        let (board, mut stopped) = (board.clone(), stop.subscribe());
+        let board = board.clone();
         tasks.push(tokio::spawn(async move {
             // Ready once every endpoint has been read (or failed) once; serving stays on after.
             while !board.synced() {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                    _ = stopped.changed() => return,
+                    _ = going.changed() => break,
                 }
             }
-            for name in &HEALTH_SERVICES[1..] {
-                reporter.set_service_status(*name, ServingStatus::Serving).await;
+            if !*going.borrow() {
+                for name in &HEALTH_SERVICES[1..] {
+                    reporter.set_service_status(*name, ServingStatus::Serving).await;
+                }
+                let _ = going.wait_for(|g| *g).await;
             }
-            let _ = stopped.changed().await;
             for name in HEALTH_SERVICES {
                 reporter.set_service_status(name, ServingStatus::NotServing).await;
             }
@@ -218,16 +247,29 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
         shed_below = cfg.policy.shed_below,
         "endpoint picker listening"
     );
-    Ok(EppHandle { addr, metrics_addr, board, stop, tasks, grpc })
+    Ok(EppHandle {
+        addr,
+        metrics_addr,
+        board,
+        unready,
+        stop,
+        grace: cfg.shutdown_grace,
+        timeout: cfg.shutdown_timeout,
+        tasks,
+        grpc,
+    })
 }
 
 /// Reads endpoint `i`'s page every `refresh`, logging when it stops and starts answering.
-async fn read_loop(board: Arc<Board>, i: usize, url: String, client: reqwest::Client, refresh: Duration) {
+async fn read_loop(board: Arc<Board>, i: usize, client: reqwest::Client, refresh: Duration) {
+    let endpoint = &board.pool().endpoints()[i];
+    let (address, url) = (endpoint.address, endpoint.metrics_url.clone());
     let mut tick = tokio::time::interval(refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_ok: Option<bool> = None;
     loop {
         tick.tick().await;
+        board.read_sent(i);
         let page = match client.get(&url).send().await.and_then(reqwest::Response::error_for_status) {
             Ok(r) => r.text().await.map_err(|e| format!("reading {url}: {e}")),
             Err(e) => Err(format!("reading {url}: {e}")),
@@ -235,9 +277,9 @@ async fn read_loop(board: Arc<Board>, i: usize, url: String, client: reqwest::Cl
         let outcome = board.take_read(i, page, Instant::now());
         match (&outcome, was_ok) {
             (Err(e), Some(true) | None) => {
-                tracing::warn!(endpoint = i, error = %e, "endpoint metrics unreadable")
+                tracing::warn!(%address, %url, error = %e, "endpoint metrics unreadable")
             }
-            (Ok(()), Some(false)) => tracing::info!(endpoint = i, %url, "endpoint metrics readable again"),
+            (Ok(()), Some(false)) => tracing::info!(%address, %url, "endpoint metrics readable again"),
             _ => {}
         }
         was_ok = Some(outcome.is_ok());

@@ -120,6 +120,7 @@ async fn traffic_follows_the_score_to_headroom_and_away_from_a_draining_gateway(
     let mut cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), pool);
     cfg.refresh = Duration::from_millis(50);
     cfg.policy.stale_after = Duration::from_secs(1);
+    cfg.shutdown_grace = Duration::ZERO;
     let epp = start(cfg).await.unwrap();
     eventually("readiness", || async { health(epp.addr, "readiness").await == Ok(1) }).await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
@@ -173,7 +174,7 @@ async fn traffic_follows_the_score_to_headroom_and_away_from_a_draining_gateway(
     assert_eq!(in_flight.await.unwrap(), 200, "the draining gateway finishes what it holds");
     gb.join().await.unwrap();
 
-    // With A gone too, nothing is left: 503 once A's last page is stale.
+    // With A gone too, nothing is left: 503 once two reads of A's page have failed.
     ga.shutdown();
     ga.join().await.unwrap();
     eventually("503", || async {

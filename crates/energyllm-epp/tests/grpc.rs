@@ -84,6 +84,7 @@ async fn picker(endpoints: &[&Endpoint], tweak: impl FnOnce(&mut EppConfig)) -> 
     let mut cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), pool);
     cfg.refresh = Duration::from_millis(50);
     cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.shutdown_grace = Duration::ZERO;
     tweak(&mut cfg);
     start(cfg).await.unwrap()
 }
@@ -154,7 +155,7 @@ async fn without_full_duplex_it_picks_on_the_headers() {
 }
 
 #[tokio::test]
-async fn draining_failing_and_stale_endpoints_are_skipped_and_with_none_left_it_is_503() {
+async fn draining_failing_and_gone_endpoints_are_skipped_and_with_none_left_it_is_503() {
     let e: Vec<Endpoint> =
         futures_util::future::join_all([0.9, 0.8, 0.7].map(|s| Endpoint::start(Page::scored(s)))).await;
     let epp = picker(&[&e[0], &e[1], &e[2]], |c| c.policy.stale_after = Duration::from_millis(400)).await;
@@ -162,13 +163,8 @@ async fn draining_failing_and_stale_endpoints_are_skipped_and_with_none_left_it_
     let ask = Ask::completion("hi", 4);
     assert_eq!(Stream::ask(epp.addr, &ask).await.0.first(), Some(e[0].addr.to_string()));
     e[0].set(|p| p.ready = false); // draining: its page says energyllm_ready 0
-    e[1].set(|p| p.status = 500); // its page fails: picked until the last good read is stale
-    eventually("the draining one left out", || async {
-        Stream::ask(epp.addr, &ask).await.0
-            == Answer::Route { endpoints: format!("{},{}", e[2].addr, e[1].addr), body: ask.body.clone() }
-    })
-    .await;
-    eventually("the failing one left out", || async {
+    e[1].set(|p| p.status = 500); // its page fails: left out after two failed reads
+    eventually("the draining and the failing ones left out", || async {
         Stream::ask(epp.addr, &ask).await.0
             == Answer::Route { endpoints: e[2].addr.to_string(), body: ask.body.clone() }
     })
@@ -183,6 +179,8 @@ async fn draining_failing_and_stale_endpoints_are_skipped_and_with_none_left_it_
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let why = v["error"]["message"].as_str().unwrap();
     assert!(why.contains(&format!("{}: not ready", e[0].addr)), "{why}");
+    let failing = why.split("; ").find(|w| w.starts_with(&e[1].addr.to_string())).unwrap();
+    assert!(failing.contains("reads failed in a row") && failing.contains("500"), "{why}");
     assert!(why.contains(&e[2].addr.to_string()), "{why}");
     assert!(epp.board().refusals(503) >= 1);
     epp.stop().await.unwrap();

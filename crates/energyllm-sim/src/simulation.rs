@@ -24,7 +24,9 @@ pub struct SimSetup {
     pub model: ModelSpec,
     /// The engine's settings.
     pub engine: SimEngineConfig,
-    /// The controller's settings. Its batching mode is the engine's too.
+    /// The controller's settings. Its batching mode is the engine's too. Its `switch_stall_s` is
+    /// replaced by the GPU profile's when a deployment is built: the GPU states how long a clock
+    /// change stalls, and the controller holds dispatch for exactly that.
     pub controller: ControllerConfig,
 }
 
