@@ -198,7 +198,7 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
     {
         let board = board.clone();
         tasks.push(tokio::spawn(async move {
-            // Ready once every endpoint has been read (or failed) once; serving stays on after.
+            // Ready once every endpoint has been read (or failed) once, until the stop begins.
             while !board.synced() {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(20)) => {}

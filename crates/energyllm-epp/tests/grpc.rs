@@ -257,3 +257,19 @@ async fn a_port_in_use_is_an_error_naming_it() {
     assert!(err.to_string().contains(&format!("cannot listen on {taken} (metrics)")), "{err}");
     epp.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn on_stop_health_turns_not_serving_before_the_listener_closes() {
+    let a = Endpoint::start(Page::scored(0.7)).await;
+    let epp = picker(&[&a], |c| c.shutdown_grace = Duration::from_millis(800)).await;
+    ready(&epp).await;
+    let addr = epp.addr;
+    let stopping = tokio::spawn(epp.stop());
+    eventually("readiness NOT_SERVING", || async { health(addr, "readiness").await == Ok(2) }).await;
+    assert_eq!(health(addr, "liveness").await, Ok(2));
+    // Still answering picks during the grace period, for streams the proxy already sent.
+    assert_eq!(Stream::ask(addr, &Ask::completion("hi", 4)).await.0.first(), Some(a.addr.to_string()));
+    stopping.await.unwrap().unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap();
+    assert!(channel.connect().await.is_err(), "the listener is closed after the stop");
+}
