@@ -47,6 +47,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ("qwen3-32b-tp2", include_str!("../profiles/qwen3-32b-tp2.toml")),
     ("llama-3.1-70b-tp2", include_str!("../profiles/llama-3.1-70b-tp2.toml")),
     ("llama-3.1-70b-tp4", include_str!("../profiles/llama-3.1-70b-tp4.toml")),
+    ("llama-3.1-70b-tp8", include_str!("../profiles/llama-3.1-70b-tp8.toml")),
+    ("mistral-7b", include_str!("../profiles/mistral-7b.toml")),
 ];
 
 impl ModelSpec {

@@ -18,7 +18,7 @@ mod vidur;
 use b200::b200_section;
 use dvfs::{a100_joint_refit, dvfs_section};
 use energyllm_grid::energyllm_section;
-use heldout::held_out_section;
+use heldout::{held_out_a100_section, held_out_section};
 use mlenergy::mlenergy_v3_section;
 use vidur::vidur_section;
 
@@ -139,6 +139,7 @@ pub fn calibrate(data: &Path, refit: bool) -> Result<Report, Error> {
     let prompt = mlenergy_v3_section(data, refit, &mut report)?;
     held_out_section(data, prompt, &mut report)?;
     b200_section(data, prompt, refit, &mut report)?;
+    held_out_a100_section(data, &mut report)?;
     energyllm_section(data, refit, &mut report)?;
     dvfs_section(data, &mut report)?;
     if refit {
