@@ -39,6 +39,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("qwen2.5-7b", include_str!("../profiles/qwen2.5-7b.toml")),
     ("llama-2-7b", include_str!("../profiles/llama-2-7b.toml")),
     ("llama-2-13b", include_str!("../profiles/llama-2-13b.toml")),
+    ("llama-2-70b-tp2", include_str!("../profiles/llama-2-70b-tp2.toml")),
     ("llama-2-70b-tp4", include_str!("../profiles/llama-2-70b-tp4.toml")),
     ("llama-2-70b-tp8", include_str!("../profiles/llama-2-70b-tp8.toml")),
     ("qwen3-8b", include_str!("../profiles/qwen3-8b.toml")),

@@ -13,6 +13,7 @@ mod energyllm_grid;
 mod heldout;
 mod mlenergy;
 mod power;
+mod splitwise;
 mod vidur;
 
 use b200::b200_section;
@@ -20,6 +21,7 @@ use dvfs::{a100_joint_refit, dvfs_section};
 use energyllm_grid::energyllm_section;
 use heldout::{held_out_a100_section, held_out_section};
 use mlenergy::mlenergy_v3_section;
+use splitwise::splitwise_section;
 use vidur::vidur_section;
 
 use std::collections::BTreeMap;
@@ -140,6 +142,7 @@ pub fn calibrate(data: &Path, refit: bool) -> Result<Report, Error> {
     held_out_section(data, prompt, &mut report)?;
     b200_section(data, prompt, refit, &mut report)?;
     held_out_a100_section(data, &mut report)?;
+    splitwise_section(data, &mut report)?;
     energyllm_section(data, refit, &mut report)?;
     dvfs_section(data, &mut report)?;
     if refit {
