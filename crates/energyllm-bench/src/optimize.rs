@@ -67,6 +67,46 @@ pub fn nelder_mead(
     simplex.swap_remove(0)
 }
 
+/// How well the data pin each parameter of a fit: for parameter `k`, the best objective with
+/// `x_k` held at `x_best[k] × factor` (at `step[k] × factor` when `x_best[k]` is 0, where a
+/// factor would not move it) and the others refitted, for each factor. A value that barely
+/// rises above the optimum says the data cannot tell that parameter's value (alone, or traded
+/// against the others); a steep rise says they pin it.
+pub fn profile(
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    x_best: &[f64],
+    step: &[f64],
+    factors: &[f64],
+    max_evals: usize,
+) -> Vec<Vec<f64>> {
+    (0..x_best.len())
+        .map(|k| {
+            factors
+                .iter()
+                .map(|factor| {
+                    let held = if x_best[k] == 0.0 { step[k] * factor } else { x_best[k] * factor };
+                    let others: Vec<usize> = (0..x_best.len()).filter(|&i| i != k).collect();
+                    let mut reduced = |y: &[f64]| {
+                        let mut x = x_best.to_vec();
+                        x[k] = held;
+                        for (&i, v) in others.iter().zip(y) {
+                            x[i] = *v;
+                        }
+                        f(&x)
+                    };
+                    let y0: Vec<f64> = others.iter().map(|&i| x_best[i]).collect();
+                    let steps: Vec<f64> = others.iter().map(|&i| step[i]).collect();
+                    if y0.is_empty() {
+                        reduced(&[])
+                    } else {
+                        nelder_mead(&mut reduced, &y0, &steps, max_evals).1
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +117,15 @@ mod tests {
         let (x, v) = nelder_mead(&mut f, &[-1.2, 1.0], &[0.5, 0.5], 5000);
         assert!(v < 1e-8, "{v}");
         assert!((x[0] - 1.0).abs() < 1e-3 && (x[1] - 1.0).abs() < 1e-3, "{x:?}");
+    }
+
+    #[test]
+    fn a_profile_tells_a_pinned_parameter_from_a_free_one_and_from_a_traded_pair() {
+        // x0 is pinned at 1; x1 does not matter; x2 and x3 only matter through their sum.
+        let mut f = |x: &[f64]| (x[0] - 1.0).powi(2) + (x[2] + x[3] - 2.0).powi(2);
+        let p = profile(&mut f, &[1.0, 1.0, 1.0, 1.0], &[0.1; 4], &[0.5, 2.0], 4000);
+        assert!(p[0].iter().all(|v| *v > 0.2), "pinned: {:?}", p[0]);
+        assert!(p[1].iter().all(|v| *v < 1e-6), "free: {:?}", p[1]);
+        assert!(p[2].iter().chain(&p[3]).all(|v| *v < 1e-6), "traded: {:?} {:?}", p[2], p[3]);
     }
 }

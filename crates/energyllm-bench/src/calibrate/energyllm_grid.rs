@@ -86,7 +86,7 @@ pub(super) fn energyllm_section(data: &Path, refit: bool, report: &mut Report) -
         mape(&pow_pairs)
     );
     if refit {
-        let (g, v) = fit_power(&gpu, [true; 7], &mut |gs| {
+        let mut objective = |gs: &GpuSpec| {
             let pairs: Vec<(f64, f64)> = grid
                 .iter()
                 .zip(&traces)
@@ -96,8 +96,10 @@ pub(super) fn energyllm_section(data: &Path, refit: bool, report: &mut Report) -
                 })
                 .collect();
             mape(&pairs)
-        });
+        };
+        let (g, v) = fit_power(&gpu, [true; 7], &mut objective);
         power_table(s, &gpu, &g, v);
+        sensitivity_table(s, v, &power_profile(&gpu, &g, [true; 7], &mut objective));
     }
     Ok(())
 }

@@ -146,12 +146,14 @@ pub(super) fn mlenergy_v3_section(data: &Path, refit: bool, report: &mut Report)
         // One clock only: the sweep cannot separate idle, memory or voltage-curve terms, so only
         // the busy-power terms are fitted.
         let free = [false, true, false, true, true, false, false];
-        let (g, v) = fit_power(&gpu, free, &mut |g| {
+        let mut objective = |g: &GpuSpec| {
             let pairs: Vec<(f64, f64)> =
                 rows.iter().zip(&costs).map(|(r, c)| (r.power_w, power_of(g, fmax, c))).collect();
             mape(&pairs)
-        });
+        };
+        let (g, v) = fit_power(&gpu, free, &mut objective);
         power_table(s, &gpu, &g, v);
+        sensitivity_table(s, v, &power_profile(&gpu, &g, free, &mut objective));
     }
     Ok(input)
 }

@@ -80,6 +80,60 @@ impl Report {
     }
 }
 
+/// Factors a constant is held at, from its refit value, to see whether the data pin it.
+const PROFILE_FACTORS: [f64; 2] = [0.5, 2.0];
+
+/// The rise in the fit's error, in points, below which the data do not pin a constant: halving or
+/// doubling it (the others refitted) costs less than this.
+const PINNED_RISE_POINTS: f64 = 1.0;
+
+/// Sensitivity of a fit: for each constant, the best error with it held at half and at twice its
+/// refit value and the others refitted ([`crate::optimize::profile`]). A constant is pinned from
+/// a side when moving it there costs at least [`PINNED_RISE_POINTS`]; the shipped value of a
+/// pinned constant is flagged when it is more than 10% from the refit. Rows: name, shipped,
+/// refit, errors at the factors.
+fn sensitivity_table(s: &mut String, best: f64, rows: &[(&str, f64, f64, Vec<f64>)]) {
+    let _ = writeln!(
+        s,
+        "How well the data pin each constant (error {best:.2}% at the refit; the others refitted \
+         with one held at ×0.5 and ×2 of its refit value, or at 0.5 and 2 fit steps when that is 0):\n\n\
+         | constant | shipped | refit | error at ×0.5 | error at ×2 | pinned by these data | shipped vs refit |\n\
+         |---|---:|---:|---:|---:|---|---|"
+    );
+    for (name, shipped, refit, errors) in rows {
+        let rise = |i: usize| errors.get(i).map_or(0.0, |e| e - best) >= PINNED_RISE_POINTS;
+        let pinned = match (rise(0), rise(1)) {
+            (true, true) => "yes",
+            (true, false) => "from below only",
+            (false, true) => "from above only",
+            (false, false) => "**no**",
+        };
+        let drift = if *refit == 0.0 {
+            if *shipped == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            shipped / refit - 1.0
+        };
+        let verdict = if pinned == "**no**" {
+            "not pinned: the data cannot say".to_owned()
+        } else if drift.abs() > 0.1 {
+            format!("**{:+.0}%**", drift * 100.0)
+        } else {
+            format!("{:+.0}%", drift * 100.0)
+        };
+        let cells: Vec<String> = errors.iter().map(|e| format!("{e:.2}%")).collect();
+        let _ = writeln!(
+            s,
+            "| {name} | {shipped:.4e} | {refit:.4e} | {} | {pinned} | {verdict} |",
+            cells.join(" | ")
+        );
+    }
+    s.push('\n');
+}
+
 fn push_check(checks: &mut Vec<Check>, name: &str, value: String, target: &str, met: bool) {
     checks.push(Check { name: name.into(), value, target: target.into(), met, held_out: false });
 }

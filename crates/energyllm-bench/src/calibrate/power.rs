@@ -137,6 +137,32 @@ pub(super) fn fit_power(
     (g, v)
 }
 
+/// The sensitivity rows of a power fit (see [`super::sensitivity_table`]): each free constant
+/// held at ×0.5 and ×2 of its fitted value, the other free ones refitted.
+pub(super) fn power_profile(
+    shipped: &GpuSpec,
+    fitted: &GpuSpec,
+    free: [bool; 7],
+    objective: &mut dyn FnMut(&GpuSpec) -> f64,
+) -> Vec<(&'static str, f64, f64, Vec<f64>)> {
+    let shipped = power_vector(shipped);
+    let base = power_vector(fitted);
+    let idx: Vec<usize> = (0..7).filter(|&i| free[i]).collect();
+    let mut f = |x: &[f64]| {
+        let mut full = base;
+        for (k, &i) in idx.iter().enumerate() {
+            full[i] = x[k];
+        }
+        let mut g = fitted.clone();
+        set_power(&mut g, &full, !free[0]);
+        objective(&g)
+    };
+    let x: Vec<f64> = idx.iter().map(|&i| base[i]).collect();
+    let steps: Vec<f64> = idx.iter().map(|&i| POWER_STEPS[i]).collect();
+    let errors = crate::optimize::profile(&mut f, &x, &steps, &super::PROFILE_FACTORS, 3000);
+    idx.iter().zip(errors).map(|(&i, e)| (POWER_NAMES[i], shipped[i], base[i], e)).collect()
+}
+
 pub(super) fn power_table(s: &mut String, shipped: &GpuSpec, fitted: &GpuSpec, fit_mape: f64) {
     let _ = writeln!(
         s,

@@ -255,6 +255,16 @@ pub(super) fn vidur_section(data: &Path, refit: bool, report: &mut Report) -> Re
             let _ = writeln!(s, "| {name} | {a:.4e} | {b:.4e} |");
         }
         s.push('\n');
+        let steps = [0.05, 0.05, 0.5, 0.05, 5.0, 1.0];
+        let errors = crate::optimize::profile(&mut objective, &x, &steps, &PROFILE_FACTORS, 2000);
+        let rows: Vec<(&str, f64, f64, Vec<f64>)> = EFFICIENCY_NAMES
+            .iter()
+            .zip(shipped)
+            .zip(fitted)
+            .zip(errors)
+            .map(|(((n, a), b), e)| (*n, a, b, e))
+            .collect();
+        sensitivity_table(s, v, &rows);
     }
     Ok(())
 }
