@@ -20,12 +20,19 @@ pub struct EppArgs {
     #[arg(long, default_value = "0.0.0.0:9002")]
     pub listen: SocketAddr,
     /// The pool as a TOML file of `[[endpoint]]` tables (`address = "ip:port"`, optional
-    /// `metrics_url`).
-    #[arg(long, value_name = "FILE", conflicts_with = "endpoint")]
+    /// `metrics_url`) and `[[service]]` tables (`address = "host:port"`, optional `metrics_path`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "service"])]
     pub pool: Option<PathBuf>,
     /// A gateway of the pool, `ip:port`, its metrics on the same address (repeat per gateway).
     #[arg(long, value_name = "IP:PORT")]
     pub endpoint: Vec<String>,
+    /// A DNS name whose addresses are gateways, `host:port` (a Kubernetes headless Service),
+    /// re-resolved every --resolve-interval-ms (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub service: Vec<String>,
+    /// Milliseconds between two resolutions of each service name.
+    #[arg(long, default_value_t = 5000)]
+    pub resolve_interval_ms: u64,
     /// Serve the picker's own Prometheus page (`/metrics`) on this address.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
@@ -77,8 +84,8 @@ impl EppArgs {
             }
             None => Pool::from_addresses(&self.endpoint)?,
         };
-        if self.refresh_ms == 0 || self.read_timeout_ms == 0 {
-            bail!("--refresh-ms and --read-timeout-ms must be positive");
+        if self.refresh_ms == 0 || self.read_timeout_ms == 0 || self.resolve_interval_ms == 0 {
+            bail!("--refresh-ms, --read-timeout-ms and --resolve-interval-ms must be positive");
         }
         if self.stale_after_ms <= self.refresh_ms {
             bail!(
@@ -106,6 +113,7 @@ impl EppArgs {
         cfg.force_full_duplex = self.assume_full_duplex;
         cfg.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
         cfg.shutdown_timeout = Duration::from_millis(self.shutdown_timeout_ms);
+        cfg.resolve_interval = Duration::from_millis(self.resolve_interval_ms);
         Ok(cfg)
     }
 }

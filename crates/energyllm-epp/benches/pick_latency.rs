@@ -125,8 +125,8 @@ fn main() {
     });
 
     // The decision alone, over 64 gateways with fresh pages.
-    let addrs: Vec<String> = (0..64).map(|i| format!("10.0.{}.{}:9000", i / 250, i % 250 + 1)).collect();
-    let pool = Pool::from_addresses(&addrs).unwrap();
+    let pool: Vec<std::net::SocketAddr> =
+        (0..64).map(|i| format!("10.0.{}.{}:9000", i / 250, i % 250 + 1).parse().unwrap()).collect();
     let now = Instant::now();
     let states: Vec<EndpointState> = (0..64)
         .map(|i| EndpointState {

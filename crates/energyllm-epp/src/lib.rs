@@ -9,8 +9,9 @@ crate is the cluster's side of that signal for Envoy and the Gateway API Inferen
 an Envoy external processor (`envoy.service.ext_proc.v3.ExternalProcessor`, streaming) that
 speaks the extension's endpoint-picker protocol (its proposal 004).
 
-- [`pool`]: the endpoints, from a TOML file or `ip:port` flags. There is no `InferencePool`
-  watcher yet: the pool is static, as a headless Service's addresses would give it.
+- [`pool`]: the endpoints, from a TOML file or flags: listed `ip:port` addresses, and DNS
+  names (a Kubernetes headless Service) whose addresses are followed as pods come and go. There
+  is no `InferencePool` watcher yet.
 - [`pick`]: the choice, sans IO. Endpoints whose page is fresh, whose reads succeed and whose
   gateway is ready are ranked by [`energyllm_core::score::rank`] of their scores, the function
   the cluster simulator's `energy-slack` router ranks by. One correction is the picker's own,
@@ -37,8 +38,8 @@ pub mod pick;
 pub mod pool;
 pub mod server;
 
-pub use board::Board;
+pub use board::{Board, Member, Source};
 pub use flow::{Flow, Picker, ProtocolError};
 pub use pick::{decide, Decision, EndpointState, PickPolicy};
-pub use pool::{Endpoint, Pool, PoolError};
-pub use server::{start, EppConfig, EppError, EppHandle, HEALTH_SERVICES};
+pub use pool::{Endpoint, Pool, PoolError, Service};
+pub use server::{start, EppConfig, EppError, EppHandle, ResolveFuture, Resolver, HEALTH_SERVICES};

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use energyllm_core::score::rank;
 use energyllm_engines::prom::Metrics;
 
-use crate::pool::Pool;
-
 /// Failed reads in a row after which an endpoint is left out at once, without waiting for its
 /// last page to go stale: one failure may be a slow read, two at the default 200 ms refresh mean
 /// the gateway has been unreachable for about half a second.
@@ -147,7 +145,7 @@ const FILLED_SCORE_CEILING: f64 = 0.5 - 1e-9;
 /// its last page have filled ranks with at most [`FILLED_SCORE_CEILING`], so that a burst
 /// between two reads does not all land on one endpoint.
 pub fn decide(
-    pool: &Pool,
+    endpoints: &[SocketAddr],
     states: &[EndpointState],
     now: Instant,
     subset: Option<&[SocketAddr]>,
@@ -156,25 +154,25 @@ pub fn decide(
 ) -> Decision {
     let mut why_not = Vec::new();
     let mut eligible = Vec::new();
-    for (i, (e, s)) in pool.endpoints().iter().zip(states).enumerate() {
-        if subset.is_some_and(|set| !set.contains(&e.address)) {
+    for (i, (address, s)) in endpoints.iter().zip(states).enumerate() {
+        if subset.is_some_and(|set| !set.contains(address)) {
             continue;
         }
         let age = s.read_at.map(|t| now.saturating_duration_since(t));
         let err = s.error.as_deref().unwrap_or("no reason given");
         match age {
-            None if s.error.is_some() => why_not.push(format!("{}: {err}", e.address)),
-            None => why_not.push(format!("{}: metrics not read yet", e.address)),
+            None if s.error.is_some() => why_not.push(format!("{}: {err}", address)),
+            None => why_not.push(format!("{}: metrics not read yet", address)),
             Some(_) if s.failed_reads >= FAILED_READS_TO_LEAVE_OUT => {
-                why_not.push(format!("{}: {} reads failed in a row ({err})", e.address, s.failed_reads))
+                why_not.push(format!("{}: {} reads failed in a row ({err})", address, s.failed_reads))
             }
             Some(age) if age > policy.stale_after => why_not.push(format!(
                 "{}: metrics {:.1} s old{}",
-                e.address,
+                address,
                 age.as_secs_f64(),
                 s.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
             )),
-            Some(_) if !s.ready => why_not.push(format!("{}: not ready (draining or unhealthy)", e.address)),
+            Some(_) if !s.ready => why_not.push(format!("{}: not ready (draining or unhealthy)", address)),
             Some(_) if s.filled_by_recent_picks() => eligible.push((i, s.score.min(FILLED_SCORE_CEILING))),
             Some(_) => eligible.push((i, s.score)),
         }
@@ -192,7 +190,7 @@ pub fn decide(
             policy.shed_below
         ));
     }
-    let addrs = order.iter().take(1 + policy.fallbacks).map(|&i| pool.endpoints()[i].address).collect();
+    let addrs = order.iter().take(1 + policy.fallbacks).map(|&i| endpoints[i]).collect();
     Decision::Route(addrs)
 }
 
@@ -201,8 +199,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn pool(n: usize) -> Pool {
-        Pool::from_addresses(&(0..n).map(|i| format!("10.0.0.{}:8000", i + 1)).collect::<Vec<_>>()).unwrap()
+    fn pool(n: usize) -> Vec<SocketAddr> {
+        (0..n).map(|i| format!("10.0.0.{}:8000", i + 1).parse().unwrap()).collect()
     }
 
     fn state(score: f64, load: f64, cap: f64, at: Instant) -> EndpointState {

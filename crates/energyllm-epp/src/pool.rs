@@ -1,7 +1,8 @@
 //! The pool: the endpoints the picker chooses among, from a file or from flags. Each endpoint
 //! is an energyllm gateway (one per GPU instance) that Envoy dials at `ip:port`, and whose
-//! `/metrics` page the picker reads. A Kubernetes `InferencePool` watcher would fill the same
-//! list; until there is one, the operator lists the gateways (a headless Service's addresses).
+//! `/metrics` page the picker reads. Endpoints are listed, or found by a DNS name that resolves
+//! to every gateway (a Kubernetes headless Service), re-resolved as pods come and go. A
+//! Kubernetes `InferencePool` watcher would fill the same list; there is none yet.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -26,10 +27,29 @@ impl Endpoint {
     }
 }
 
-/// The endpoints, in the order given (ties in score go to the earlier one).
+/// A DNS name whose addresses are endpoints: `host:port`, each resolved address serving its
+/// metrics at `metrics_path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// `host:port`, as given.
+    pub name: String,
+    /// The metrics page's path on each address. Default: `/metrics`.
+    pub metrics_path: String,
+}
+
+impl Service {
+    /// The endpoint at one of the name's addresses.
+    pub fn endpoint(&self, address: SocketAddr) -> Endpoint {
+        Endpoint { address, metrics_url: format!("http://{address}{}", self.metrics_path) }
+    }
+}
+
+/// The listed endpoints, in the order given (ties in score go to the earlier one), and the DNS
+/// names that add more.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pool {
     endpoints: Vec<Endpoint>,
+    services: Vec<Service>,
 }
 
 /// Why a pool could not be read.
@@ -77,8 +97,24 @@ pub enum PoolError {
         /// The repeated address.
         address: SocketAddr,
     },
+    /// A metrics path does not start with `/`.
+    #[error("{origin}: metrics_path {path:?} must start with `/` (the path on each resolved address)")]
+    MetricsPath {
+        /// The file and entry.
+        origin: String,
+        /// The text given.
+        path: String,
+    },
+    /// A service name is not `host:port`.
+    #[error("{origin}: service {name:?} is not `host:port` (a DNS name and the gateways' port)")]
+    ServiceName {
+        /// The file and entry, or the flag.
+        origin: String,
+        /// The text given.
+        name: String,
+    },
     /// No endpoint at all.
-    #[error("{origin}: the pool has no endpoint; list at least one gateway")]
+    #[error("{origin}: the pool has no endpoint; list at least one gateway or a service")]
     Empty {
         /// The file, or the flag.
         origin: String,
@@ -90,6 +126,15 @@ pub enum PoolError {
 struct PoolFile {
     #[serde(default)]
     endpoint: Vec<EndpointEntry>,
+    #[serde(default)]
+    service: Vec<ServiceEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    address: String,
+    metrics_path: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +146,8 @@ struct EndpointEntry {
 
 impl Pool {
     /// A pool from a TOML file of `[[endpoint]]` tables, each with `address = "ip:port"` and an
-    /// optional `metrics_url`.
+    /// optional `metrics_url`, and `[[service]]` tables, each with `address = "host:port"` and an
+    /// optional `metrics_path`.
     pub fn from_file(path: &Path) -> Result<Pool, PoolError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| PoolError::Read { path: path.to_owned(), source })?;
@@ -123,21 +169,42 @@ impl Pool {
             };
             endpoints.push(Endpoint { address, metrics_url });
         }
-        Pool::new(endpoints, &path.display().to_string())
+        let mut services = Vec::with_capacity(file.service.len());
+        for (i, e) in file.service.into_iter().enumerate() {
+            let origin = format!("{}, service {}", path.display(), i + 1);
+            let metrics_path = match e.metrics_path {
+                None => "/metrics".to_owned(),
+                Some(p) if p.starts_with('/') => p,
+                Some(path) => return Err(PoolError::MetricsPath { origin, path }),
+            };
+            services.push(Service { name: parse_service(&e.address, &origin)?, metrics_path });
+        }
+        Pool::new(endpoints, services, &path.display().to_string())
     }
 
     /// A pool from `ip:port` addresses (the `--endpoint` flags), metrics on each address.
     pub fn from_addresses(addresses: &[String]) -> Result<Pool, PoolError> {
-        let origin = "--endpoint";
-        let endpoints = addresses
-            .iter()
-            .map(|a| parse_address(a, origin).map(Endpoint::at))
-            .collect::<Result<Vec<_>, _>>()?;
-        Pool::new(endpoints, origin)
+        Pool::from_flags(addresses, &[])
     }
 
-    fn new(endpoints: Vec<Endpoint>, origin: &str) -> Result<Pool, PoolError> {
-        if endpoints.is_empty() {
+    /// A pool from `--endpoint ip:port` and `--service host:port` flags.
+    pub fn from_flags(addresses: &[String], services: &[String]) -> Result<Pool, PoolError> {
+        let endpoints = addresses
+            .iter()
+            .map(|a| parse_address(a, "--endpoint").map(Endpoint::at))
+            .collect::<Result<Vec<_>, _>>()?;
+        let services = services
+            .iter()
+            .map(|n| {
+                Ok(Service { name: parse_service(n, "--service")?, metrics_path: "/metrics".to_owned() })
+            })
+            .collect::<Result<Vec<_>, PoolError>>()?;
+        let origin = if addresses.is_empty() { "--service" } else { "--endpoint" };
+        Pool::new(endpoints, services, origin)
+    }
+
+    fn new(endpoints: Vec<Endpoint>, services: Vec<Service>, origin: &str) -> Result<Pool, PoolError> {
+        if endpoints.is_empty() && services.is_empty() {
             return Err(PoolError::Empty { origin: origin.to_owned() });
         }
         let mut seen = BTreeSet::new();
@@ -146,13 +213,27 @@ impl Pool {
                 return Err(PoolError::Duplicate { origin: origin.to_owned(), address: e.address });
             }
         }
-        Ok(Pool { endpoints })
+        Ok(Pool { endpoints, services })
     }
 
-    /// The endpoints, in order.
+    /// The listed endpoints, in order.
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
     }
+
+    /// The DNS names that add endpoints.
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+}
+
+fn parse_service(text: &str, origin: &str) -> Result<String, PoolError> {
+    let bad = || PoolError::ServiceName { origin: origin.to_owned(), name: text.to_owned() };
+    let (host, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(['/', ' ']) || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(text.trim().to_owned())
 }
 
 fn parse_address(text: &str, origin: &str) -> Result<SocketAddr, PoolError> {
@@ -191,5 +272,23 @@ mod tests {
         assert!(missing.contains("/nonexistent/pool.toml"), "{missing}");
         let flag = Pool::from_addresses(&["localhost:80".into()]).unwrap_err().to_string();
         assert!(flag.starts_with("--endpoint"), "{flag}");
+        assert!(err("[[service]]\naddress = \"gw.svc\"\n")
+            .contains("p.toml, service 1: service \"gw.svc\" is not `host:port`"));
+        let service = Pool::from_flags(&[], &["gw:x".into()]).unwrap_err().to_string();
+        assert!(service.starts_with("--service"), "{service}");
+    }
+
+    #[test]
+    fn a_service_is_a_dns_name_whose_addresses_serve_metrics_on_a_path() {
+        let text = "[[service]]\naddress = \"vllm.energyllm.svc.cluster.local:9000\"\n\n[[service]]\naddress = \"other:9100\"\nmetrics_path = \"/m\"\n";
+        let pool = Pool::from_toml(text, Path::new("pool.toml")).unwrap();
+        assert!(pool.endpoints().is_empty());
+        let s = pool.services();
+        assert_eq!(
+            (s[0].name.as_str(), s[0].metrics_path.as_str()),
+            ("vllm.energyllm.svc.cluster.local:9000", "/metrics")
+        );
+        let e = s[1].endpoint("10.0.0.7:9100".parse().unwrap());
+        assert_eq!(e.metrics_url, "http://10.0.0.7:9100/m");
     }
 }

@@ -1,6 +1,9 @@
 //! The picker as a process: the gRPC server (Envoy's `ExternalProcessor` and gRPC health), one
-//! reader task per endpoint keeping the [`Board`] fresh, and an optional `/metrics` page.
+//! reader task per endpoint keeping the [`Board`] fresh, one resolver task per service name
+//! starting and stopping readers as its addresses change, and an optional `/metrics` page.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +24,34 @@ use tonic_health::ServingStatus;
 use crate::board::Board;
 use crate::flow::Flow;
 use crate::pick::PickPolicy;
-use crate::pool::Pool;
+use crate::pool::{Endpoint, Pool};
+
+/// The future a [`Resolver`] returns.
+pub type ResolveFuture = Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
+
+/// Turns a service's `host:port` into its addresses: DNS by default ([`Resolver::dns`]).
+#[derive(Clone)]
+pub struct Resolver(Arc<dyn Fn(String) -> ResolveFuture + Send + Sync>);
+
+impl Resolver {
+    /// The system resolver (`getaddrinfo` through tokio): every A and AAAA record of the name.
+    pub fn dns() -> Resolver {
+        Resolver(Arc::new(|name: String| {
+            Box::pin(async move { tokio::net::lookup_host(name).await.map(Iterator::collect) })
+        }))
+    }
+
+    /// A resolver of the caller's (tests, or a discovery of their own).
+    pub fn new(f: impl Fn(String) -> ResolveFuture + Send + Sync + 'static) -> Resolver {
+        Resolver(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
+}
 
 /// The gRPC health service names: the process, its readiness, and the ext_proc service.
 pub const HEALTH_SERVICES: [&str; 3] =
@@ -51,11 +81,16 @@ pub struct EppConfig {
     pub shutdown_grace: Duration,
     /// On stop, how long open streams may take to end before they are cut.
     pub shutdown_timeout: Duration,
+    /// How often each service name is resolved again.
+    pub resolve_interval: Duration,
+    /// How service names are resolved.
+    pub resolver: Resolver,
 }
 
 impl EppConfig {
-    /// The defaults: 200 ms refresh, 1 s read timeout, 8 MiB bodies, [`PickPolicy::default`], and
-    /// on stop 2 s of NOT_SERVING then up to 25 s for open streams.
+    /// The defaults: 200 ms refresh, 1 s read timeout, 8 MiB bodies, [`PickPolicy::default`], on
+    /// stop 2 s of NOT_SERVING then up to 25 s for open streams, and service names resolved by
+    /// DNS every 5 s.
     pub fn new(listen: SocketAddr, pool: Pool) -> EppConfig {
         EppConfig {
             listen,
@@ -68,6 +103,8 @@ impl EppConfig {
             force_full_duplex: false,
             shutdown_grace: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(25),
+            resolve_interval: Duration::from_secs(5),
+            resolver: Resolver::dns(),
         }
     }
 }
@@ -145,8 +182,10 @@ impl EppHandle {
 
 /// Starts the picker: binds its listeners, starts reading the endpoints' pages, and serves.
 pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
-    if cfg.refresh.is_zero() || cfg.read_timeout.is_zero() {
-        return Err(EppError::Config("the refresh interval and the read timeout must be positive".into()));
+    if cfg.refresh.is_zero() || cfg.read_timeout.is_zero() || cfg.resolve_interval.is_zero() {
+        return Err(EppError::Config(
+            "the refresh interval, the read timeout and the resolve interval must be positive".into(),
+        ));
     }
     let listener = TcpListener::bind(cfg.listen).await.map_err(|source| EppError::Bind {
         addr: cfg.listen,
@@ -179,9 +218,23 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
         .pool
         .endpoints()
         .iter()
-        .enumerate()
-        .map(|(i, _)| tokio::spawn(read_loop(board.clone(), i, client.clone(), cfg.refresh)))
+        .map(|e| tokio::spawn(read_loop(board.clone(), e.clone(), client.clone(), cfg.refresh)))
         .collect();
+    for (i, service) in cfg.pool.services().iter().enumerate() {
+        let readers = Readers {
+            board: board.clone(),
+            client: client.clone(),
+            refresh: cfg.refresh,
+            running: HashMap::new(),
+        };
+        tasks.push(tokio::spawn(resolve_loop(
+            i,
+            service.name.clone(),
+            cfg.resolver.clone(),
+            cfg.resolve_interval,
+            readers,
+        )));
+    }
 
     let metrics_addr = metrics.map(|(l, local)| {
         tasks.push(tokio::spawn(serve_metrics(l, board.clone())));
@@ -260,21 +313,20 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
     })
 }
 
-/// Reads endpoint `i`'s page every `refresh`, logging when it stops and starts answering.
-async fn read_loop(board: Arc<Board>, i: usize, client: reqwest::Client, refresh: Duration) {
-    let endpoint = &board.pool().endpoints()[i];
-    let (address, url) = (endpoint.address, endpoint.metrics_url.clone());
+/// Reads `endpoint`'s page every `refresh`, logging when it stops and starts answering.
+async fn read_loop(board: Arc<Board>, endpoint: Endpoint, client: reqwest::Client, refresh: Duration) {
+    let (address, url) = (endpoint.address, endpoint.metrics_url);
     let mut tick = tokio::time::interval(refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_ok: Option<bool> = None;
     loop {
         tick.tick().await;
-        board.read_sent(i);
+        board.read_sent(address);
         let page = match client.get(&url).send().await.and_then(reqwest::Response::error_for_status) {
             Ok(r) => r.text().await.map_err(|e| format!("reading {url}: {e}")),
             Err(e) => Err(format!("reading {url}: {e}")),
         };
-        let outcome = board.take_read(i, page, Instant::now());
+        let outcome = board.take_read(address, page, Instant::now());
         match (&outcome, was_ok) {
             (Err(e), Some(true) | None) => {
                 tracing::warn!(%address, %url, error = %e, "endpoint metrics unreadable")
@@ -283,6 +335,65 @@ async fn read_loop(board: Arc<Board>, i: usize, client: reqwest::Client, refresh
             _ => {}
         }
         was_ok = Some(outcome.is_ok());
+    }
+}
+
+/// The readers of one service's members; dropping it (the resolver task ending) stops them.
+struct Readers {
+    board: Arc<Board>,
+    client: reqwest::Client,
+    refresh: Duration,
+    running: HashMap<SocketAddr, JoinHandle<()>>,
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for (_, t) in self.running.drain() {
+            t.abort();
+        }
+    }
+}
+
+/// Resolves service `index`'s `name` every `interval` and follows its addresses: readers start
+/// for new ones and stop for gone ones. A failed resolution keeps the members it had.
+async fn resolve_loop(
+    index: usize,
+    name: String,
+    resolver: Resolver,
+    interval: Duration,
+    mut readers: Readers,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_ok: Option<bool> = None;
+    loop {
+        tick.tick().await;
+        match (resolver.0)(name.clone()).await {
+            Ok(addresses) => {
+                let (added, removed) = readers.board.set_service(index, &addresses);
+                for a in &removed {
+                    if let Some(t) = readers.running.remove(a) {
+                        t.abort();
+                    }
+                }
+                for e in added {
+                    let (board, client) = (readers.board.clone(), readers.client.clone());
+                    readers
+                        .running
+                        .insert(e.address, tokio::spawn(read_loop(board, e, client, readers.refresh)));
+                }
+                if was_ok != Some(true) || !removed.is_empty() {
+                    tracing::info!(service = %name, endpoints = addresses.len(), removed = removed.len(), "service resolved");
+                }
+                was_ok = Some(true);
+            }
+            Err(e) => {
+                if was_ok != Some(false) {
+                    tracing::warn!(service = %name, error = %e, "cannot resolve the service; keeping its endpoints");
+                }
+                was_ok = Some(false);
+            }
+        }
     }
 }
 

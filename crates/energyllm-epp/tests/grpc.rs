@@ -121,7 +121,8 @@ async fn the_best_score_leads_in_core_rank_order_and_the_body_comes_back_whole()
     let expected: Vec<String> = order.iter().map(|&i| e[i].addr.to_string()).collect();
     assert_eq!(answer, Answer::Route { endpoints: expected.join(","), body: ask.body.clone() });
     stream.respond(&e[1].addr.to_string(), b"data: {\"choices\":[]}\n\n").await;
-    eventually("the served count", || async { epp.board().served_by(1) == 1 }).await;
+    eventually("the served count", || async { epp.board().member(e[1].addr).is_some_and(|m| m.served == 1) })
+        .await;
 
     // The subset hint limits the choice; an empty subset is 503.
     let subset = Ask { subset: Some(vec![e[0].addr.to_string(), e[2].addr.to_string()]), ..ask.clone() };
@@ -272,4 +273,61 @@ async fn on_stop_health_turns_not_serving_before_the_listener_closes() {
     stopping.await.unwrap().unwrap();
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap();
     assert!(channel.connect().await.is_err(), "the listener is closed after the stop");
+}
+
+#[tokio::test]
+async fn a_services_endpoints_follow_its_addresses_as_they_change() {
+    use energyllm_epp::Resolver;
+    let (a, b) = (Endpoint::start(Page::scored(0.6)).await, Endpoint::start(Page::scored(0.9)).await);
+    // A name whose answer the test changes: first A, then A and B, then B alone, then a failure.
+    let answer: Arc<Mutex<std::io::Result<Vec<SocketAddr>>>> = Arc::new(Mutex::new(Ok(vec![a.addr])));
+    let resolver = {
+        let answer = answer.clone();
+        Resolver::new(move |name: String| {
+            assert_eq!(name, "gateways.test:9000");
+            let now = match &*answer.lock().unwrap() {
+                Ok(v) => Ok(v.clone()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            };
+            Box::pin(async move { now })
+        })
+    };
+    let pool = Pool::from_flags(&[], &["gateways.test:9000".into()]).unwrap();
+    let mut cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), pool);
+    cfg.refresh = Duration::from_millis(50);
+    cfg.resolve_interval = Duration::from_millis(50);
+    cfg.shutdown_grace = Duration::ZERO;
+    cfg.resolver = resolver;
+    let epp = start(cfg).await.unwrap();
+    ready(&epp).await;
+    let ask = Ask::completion("hi", 4);
+    let first = || async { Stream::ask(epp.addr, &ask).await.0.first() };
+    assert_eq!(first().await, Some(a.addr.to_string()));
+    *answer.lock().unwrap() = Ok(vec![a.addr, b.addr]);
+    eventually("B joins and leads", || async { first().await == Some(b.addr.to_string()) }).await;
+    *answer.lock().unwrap() = Ok(vec![b.addr]);
+    eventually("A leaves", || async { epp.board().member(a.addr).is_none() }).await;
+    *answer.lock().unwrap() = Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such host"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(first().await, Some(b.addr.to_string()), "a failed resolution keeps the endpoints it had");
+    assert_eq!(epp.board().snapshot().len(), 1);
+    epp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_name_is_resolved_by_the_system_resolver() {
+    let a = Endpoint::start(Page::scored(0.7)).await;
+    let pool = Pool::from_flags(&[], &[format!("localhost:{}", a.addr.port())]).unwrap();
+    let mut cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), pool);
+    cfg.refresh = Duration::from_millis(50);
+    cfg.shutdown_grace = Duration::ZERO;
+    let epp = start(cfg).await.unwrap();
+    // localhost may also resolve to ::1, where nothing listens: that member fails its reads and
+    // is left out, and the picker still becomes ready.
+    ready(&epp).await;
+    eventually("the IPv4 member picked", || async {
+        Stream::ask(epp.addr, &Ask::completion("hi", 4)).await.0.first() == Some(a.addr.to_string())
+    })
+    .await;
+    epp.stop().await.unwrap();
 }
