@@ -150,7 +150,11 @@ async fn the_llamacpp_adapter_completes_streams_and_reads_metrics() {
     assert!(plain.prompt_tokens.unwrap_or(0) >= 8);
     let streamed = e.complete(&request(1, 8, 16), true).await.unwrap();
     assert_eq!(streamed.output_tokens, 16);
-    assert_eq!(streamed.token_times_s.len(), 15, "one time per token after the first");
+    // One time per token after the first, except that llama.cpp sends no event for a token that
+    // ends inside a multi-byte character (the random model makes some) and sends its bytes with
+    // the next: such a token has no time of its own.
+    let times = streamed.token_times_s.len();
+    assert!((12..=15).contains(&times), "{times} token times for 16 tokens");
     assert!(streamed.ttft_s <= streamed.e2e_s);
     assert!(streamed.token_times_s.windows(2).all(|w| w[0] <= w[1]));
     let state = e.engine_state().await.unwrap();

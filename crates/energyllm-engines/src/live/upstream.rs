@@ -654,14 +654,27 @@ impl StreamAccumulator {
                     self.energy_j = Some(e);
                 }
                 let choice = v.pointer("/choices/0");
-                choice
-                    .and_then(|c| c.get("text").or_else(|| c.pointer("/delta/content")))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
+                // A completions event with empty text and no `finish_reason` is a token that ended
+                // inside a multi-byte character, its bytes sent with the next: still a token. The
+                // closing event, with its `finish_reason`, is none, and neither is a chat stream's
+                // opening role-only delta. (llama.cpp sends no event at all for such a token: the
+                // count then comes from `usage`, and that token has no time of its own.)
+                let open = choice.is_some_and(|c| c.get("finish_reason").is_none_or(Value::is_null));
+                match choice.and_then(|c| c.get("text")).and_then(Value::as_str) {
+                    Some("") if open => Some(String::new()),
+                    Some("") => None,
+                    Some(t) => Some(t.to_owned()),
+                    None => choice
+                        .and_then(|c| c.pointer("/delta/content"))
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned),
+                }
             }
         };
-        // A closing chunk carries `finish_reason` with empty text: not a token.
-        let Some(tok) = token_text.filter(|t| !t.is_empty()) else { return Ok(false) };
+        let Some(tok) = token_text.filter(|t| !t.is_empty() || self.kind != EngineKind::Tgi) else {
+            return Ok(false);
+        };
         self.chunks += 1;
         self.text.push_str(&tok);
         if self.first.is_none() {
@@ -771,6 +784,22 @@ mod tests {
         }
         let base = parse_base_url("http://127.0.0.1:9/prefix/").unwrap();
         assert_eq!(join_url(&base, "/v1/completions"), "http://127.0.0.1:9/prefix/v1/completions");
+    }
+
+    #[test]
+    fn a_token_with_empty_text_counts_and_the_closing_event_does_not() {
+        // An event per token; one that ends inside a multi-byte character has empty text, and
+        // its bytes come with the next token.
+        let mut a = StreamAccumulator::new(EngineKind::Vllm);
+        assert!(a.event(r#"{"choices":[{"text":"a","finish_reason":null}]}"#, 0.1).unwrap());
+        assert!(a.event(r#"{"choices":[{"text":"","finish_reason":null}]}"#, 0.2).unwrap());
+        assert!(a.event(r#"{"choices":[{"text":"é","finish_reason":null}]}"#, 0.3).unwrap());
+        assert!(!a.event(r#"{"choices":[{"text":"","finish_reason":"length"}]}"#, 0.4).unwrap());
+        // A chat stream's opening delta carries the role and no text: not a token.
+        let mut chat = StreamAccumulator::new(EngineKind::Vllm);
+        assert!(!chat.event(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#, 0.0).unwrap());
+        let c = a.finish(0.5).unwrap();
+        assert_eq!((c.output_tokens, c.text.as_str(), c.token_times_s.clone()), (3, "aé", vec![0.2, 0.3]));
     }
 
     #[test]
