@@ -75,9 +75,8 @@ pub(super) fn held_out_section(data: &Path, input: f64, report: &mut Report) -> 
          | model | GPUs | rows | median ITL MAPE | power MAPE | ITL bias | power bias |\n\
          |---|---:|---:|---:|---:|---:|---:|"
     );
-    let (mut all_itl, mut all_power) = (Vec::new(), Vec::new());
+    let mut sets = Vec::new();
     for (id, gpus, profile) in HELD_OUT {
-        let model = ModelSpec::builtin(profile)?;
         let rows = rows(data, id, "H100", gpus)?;
         if rows.is_empty() {
             return Err(data_err(
@@ -85,19 +84,9 @@ pub(super) fn held_out_section(data: &Path, input: f64, report: &mut Report) -> 
                 format!("no lm-arena-chat rows of {id} on {gpus} H100"),
             ));
         }
-        let (itl, power) = predict(&timing, &model, &gpu, &rows, gpus, input);
-        let _ = writeln!(
-            s,
-            "| {id} | {gpus} | {} | {:.1}% | {:.1}% | {:+.1}% | {:+.1}% |",
-            rows.len(),
-            mape(&itl),
-            mape(&power),
-            bias(&itl),
-            bias(&power)
-        );
-        all_itl.extend(itl);
-        all_power.extend(power);
+        sets.push((id, gpus, ModelSpec::builtin(profile)?, rows));
     }
+    let (all_itl, all_power) = model_table(s, &timing, &gpu, input, &sets);
     let (itl, power) = (mape(&all_itl), mape(&all_power));
     let _ = writeln!(
         s,
@@ -141,6 +130,33 @@ pub(super) fn predict(
             ((r.itl_ms, c.time_s * 1e3), (r.power_w, power_of(gpu, fmax, &c) * f64::from(gpus)))
         })
         .unzip()
+}
+
+/// One table row per (model id, GPUs, profile, rows) set: its latency and power errors and
+/// biases. Returns every set's pairs, pooled.
+fn model_table(
+    s: &mut String,
+    timing: &IterationModel,
+    gpu: &GpuSpec,
+    input: f64,
+    sets: &[(&str, u32, ModelSpec, Vec<Row>)],
+) -> (Pairs, Pairs) {
+    let (mut all_itl, mut all_power) = (Vec::new(), Vec::new());
+    for (id, gpus, model, rows) in sets {
+        let (itl, power) = predict(timing, model, gpu, rows, *gpus, input);
+        let _ = writeln!(
+            s,
+            "| {id} | {gpus} | {} | {:.1}% | {:.1}% | {:+.1}% | {:+.1}% |",
+            rows.len(),
+            mape(&itl),
+            mape(&power),
+            bias(&itl),
+            bias(&power)
+        );
+        all_itl.extend(itl);
+        all_power.extend(power);
+    }
+    (all_itl, all_power)
 }
 
 /// Mean signed error of (measured, predicted) pairs, in percent.
@@ -203,9 +219,8 @@ pub(super) fn held_out_a100_section(data: &Path, report: &mut Report) -> Result<
          | model | GPUs | rows | time per token MAPE | power MAPE | time bias | power bias |\n\
          |---|---:|---:|---:|---:|---:|---:|"
     );
-    let (mut all_itl, mut all_power) = (Vec::new(), Vec::new());
+    let mut sets = Vec::new();
     for (id, tp, profile) in HELD_OUT_A100 {
-        let model = ModelSpec::builtin(profile)?;
         let rows = v2_rows(data, id, tp)?;
         if rows.is_empty() {
             return Err(data_err(
@@ -213,19 +228,9 @@ pub(super) fn held_out_a100_section(data: &Path, report: &mut Report) -> Result<
                 format!("no chat rows of {id} at TP{tp} on the A100-SXM4-40GB"),
             ));
         }
-        let (itl, power) = predict(&timing, &model, &gpu, &rows, tp, input);
-        let _ = writeln!(
-            s,
-            "| {id} | {tp} | {} | {:.1}% | {:.1}% | {:+.1}% | {:+.1}% |",
-            rows.len(),
-            mape(&itl),
-            mape(&power),
-            bias(&itl),
-            bias(&power)
-        );
-        all_itl.extend(itl);
-        all_power.extend(power);
+        sets.push((id, tp, ModelSpec::builtin(profile)?, rows));
     }
+    let (all_itl, all_power) = model_table(s, &timing, &gpu, input, &sets);
     let (itl, power) = (mape(&all_itl), mape(&all_power));
     let _ = writeln!(
         s,

@@ -10,41 +10,17 @@ use energyllm_hw::GpuSpec;
 use crate::optimize::nelder_mead;
 use crate::Error;
 
+use super::heldout::{rows, Row};
 use super::power::*;
 use super::*;
 
-pub(super) struct V3Row {
-    pub(super) max_num_seqs: u32,
-    pub(super) batch: f64,
-    pub(super) output: f64,
-    pub(super) power_w: f64,
-    pub(super) itl_ms: f64,
-}
-
-pub(super) fn mlenergy_v3_rows(data: &Path) -> Result<Vec<V3Row>, Error> {
-    let path = data.join("mlenergy-leaderboard-v3/configurations_v3.csv");
-    let mut rows = Vec::new();
-    for row in read_csv(&path)? {
-        let p = &path;
-        if text(p, &row, "model_id")? != "meta-llama/Llama-3.1-8B-Instruct"
-            || text(p, &row, "gpu_model")? != "H100"
-            || text(p, &row, "task")? != "lm-arena-chat"
-            || text(p, &row, "num_gpus")? != "1"
-        {
-            continue;
-        }
-        rows.push(V3Row {
-            max_num_seqs: field(p, &row, "max_num_seqs")? as u32,
-            batch: field(p, &row, "avg_batch_size")?,
-            output: field(p, &row, "avg_output_len")?,
-            power_w: field(p, &row, "avg_power_watts")?,
-            itl_ms: field(p, &row, "median_itl_ms")?,
-        });
-    }
+/// The ML.ENERGY v3 rows the H100 constants are fitted to: Llama-3.1-8B-Instruct on one H100.
+pub(super) fn mlenergy_v3_rows(data: &Path) -> Result<Vec<Row>, Error> {
+    let rows = rows(data, "meta-llama/Llama-3.1-8B-Instruct", "H100", 1)?;
     if rows.is_empty() {
+        let path = data.join("mlenergy-leaderboard-v3/configurations_v3.csv");
         return Err(data_err(&path, "no Llama-3.1-8B-Instruct lm-arena-chat rows on one H100"));
     }
-    rows.sort_by_key(|r| r.max_num_seqs);
     Ok(rows)
 }
 
