@@ -79,10 +79,10 @@ impl EppArgs {
     pub fn config(&self) -> anyhow::Result<EppConfig> {
         let pool = match &self.pool {
             Some(path) => Pool::from_file(path)?,
-            None if self.endpoint.is_empty() => {
-                bail!("give the pool: --pool FILE or --endpoint IP:PORT (repeated)")
+            None if self.endpoint.is_empty() && self.service.is_empty() => {
+                bail!("give the pool: --pool FILE, or --endpoint IP:PORT and --service HOST:PORT (each repeatable)")
             }
-            None => Pool::from_addresses(&self.endpoint)?,
+            None => Pool::from_flags(&self.endpoint, &self.service)?,
         };
         if self.refresh_ms == 0 || self.read_timeout_ms == 0 || self.resolve_interval_ms == 0 {
             bail!("--refresh-ms, --read-timeout-ms and --resolve-interval-ms must be positive");
@@ -130,4 +130,33 @@ pub fn run_epp(args: &EppArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EppArgs,
+    }
+
+    fn config(argv: &[&str]) -> anyhow::Result<EppConfig> {
+        Cli::try_parse_from(std::iter::once("epp").chain(argv.iter().copied()))?.args.config()
+    }
+
+    #[test]
+    fn every_pool_flag_is_taken_and_bad_settings_are_refused() {
+        let c = config(&["--service", "gw.svc:9000", "--endpoint", "10.0.0.1:9000"]).unwrap();
+        assert_eq!((c.pool.endpoints().len(), c.pool.services().len()), (1, 1));
+        assert_eq!(config(&["--service", "gw.svc:9000"]).unwrap().pool.services()[0].name, "gw.svc:9000");
+        assert!(config(&[]).unwrap_err().to_string().contains("--service HOST:PORT"));
+        assert!(config(&["--endpoint", "1.2.3.4:1", "--stale-after-ms", "100"]).is_err());
+        assert!(config(&["--endpoint", "1.2.3.4:1", "--max-body-bytes", "0"]).is_err());
+        assert!(config(&["--endpoint", "1.2.3.4:1", "--shed-below", "2"]).is_err());
+        assert!(config(&["--pool", "p.toml", "--service", "gw:1"]).is_err(), "a file and flags conflict");
+    }
 }

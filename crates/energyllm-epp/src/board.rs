@@ -57,7 +57,7 @@ impl Member {
 
 struct Members {
     list: Vec<Member>,
-    /// Whether each service has been resolved once.
+    /// Whether each service's resolution has been tried once (succeeded or not).
     resolved: Vec<bool>,
 }
 
@@ -139,6 +139,14 @@ impl Board {
         (added, removed)
     }
 
+    /// Notes that service `service`'s resolution failed: it has been tried, for readiness, and
+    /// keeps the members it had.
+    pub fn service_failed(&self, service: usize) {
+        if let Some(r) = self.members().resolved.get_mut(service) {
+            *r = true;
+        }
+    }
+
     /// Notes that `address`'s page is being requested.
     pub fn read_sent(&self, address: SocketAddr) {
         if let Some(x) = self.members().list.iter_mut().find(|x| x.endpoint.address == address) {
@@ -165,8 +173,9 @@ impl Board {
         outcome
     }
 
-    /// Whether every service has been resolved and every member's page tried once: the
-    /// picker's readiness.
+    /// Whether every service's resolution and every member's page have been tried once: the
+    /// picker's readiness. A name that does not resolve does not hold it back; the 503s say
+    /// which endpoints there are.
     pub fn synced(&self) -> bool {
         let m = self.members();
         m.resolved.iter().all(|r| *r) && m.list.iter().all(|x| x.tried)

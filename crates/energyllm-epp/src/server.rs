@@ -295,6 +295,7 @@ pub async fn start(cfg: EppConfig) -> Result<EppHandle, EppError> {
     tracing::info!(
         %addr,
         endpoints = cfg.pool.endpoints().len(),
+        services = cfg.pool.services().len(),
         refresh_ms = cfg.refresh.as_millis() as u64,
         fallbacks = cfg.policy.fallbacks,
         shed_below = cfg.policy.shed_below,
@@ -388,6 +389,7 @@ async fn resolve_loop(
                 was_ok = Some(true);
             }
             Err(e) => {
+                readers.board.service_failed(index);
                 if was_ok != Some(false) {
                     tracing::warn!(service = %name, error = %e, "cannot resolve the service; keeping its endpoints");
                 }

@@ -331,3 +331,19 @@ async fn a_service_name_is_resolved_by_the_system_resolver() {
     .await;
     epp.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_does_not_hold_readiness_back() {
+    let a = Endpoint::start(Page::scored(0.7)).await;
+    let pool = Pool::from_flags(&[a.addr.to_string()], &["nowhere.invalid:9000".into()]).unwrap();
+    let mut cfg = EppConfig::new("127.0.0.1:0".parse().unwrap(), pool);
+    cfg.refresh = Duration::from_millis(50);
+    cfg.shutdown_grace = Duration::ZERO;
+    cfg.resolver = energyllm_epp::Resolver::new(|_| {
+        Box::pin(async { Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such host")) })
+    });
+    let epp = start(cfg).await.unwrap();
+    ready(&epp).await;
+    assert_eq!(Stream::ask(epp.addr, &Ask::completion("hi", 4)).await.0.first(), Some(a.addr.to_string()));
+    epp.stop().await.unwrap();
+}
