@@ -67,6 +67,38 @@ pub fn nelder_mead(
     simplex.swap_remove(0)
 }
 
+/// The best objective with parameter `k` held at `held` and the others refitted from `x_best`.
+pub fn held_at(
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    x_best: &[f64],
+    step: &[f64],
+    k: usize,
+    held: f64,
+    max_evals: usize,
+) -> f64 {
+    let others: Vec<usize> = (0..x_best.len()).filter(|&i| i != k).collect();
+    let mut reduced = |y: &[f64]| {
+        let mut x = x_best.to_vec();
+        x[k] = held;
+        for (&i, v) in others.iter().zip(y) {
+            x[i] = *v;
+        }
+        let v = f(&x);
+        if v.is_finite() {
+            v
+        } else {
+            f64::INFINITY
+        }
+    };
+    let y0: Vec<f64> = others.iter().map(|&i| x_best[i]).collect();
+    let steps: Vec<f64> = others.iter().map(|&i| step[i]).collect();
+    if y0.is_empty() {
+        reduced(&[])
+    } else {
+        nelder_mead(&mut reduced, &y0, &steps, max_evals).1
+    }
+}
+
 /// How well the data pin each parameter of a fit: for parameter `k`, the best objective with
 /// `x_k` held at `x_best[k] × factor` (at `step[k] × factor` when `x_best[k]` is 0, where a
 /// factor would not move it) and the others refitted, for each factor. A value that barely
@@ -85,22 +117,7 @@ pub fn profile(
                 .iter()
                 .map(|factor| {
                     let held = if x_best[k] == 0.0 { step[k] * factor } else { x_best[k] * factor };
-                    let others: Vec<usize> = (0..x_best.len()).filter(|&i| i != k).collect();
-                    let mut reduced = |y: &[f64]| {
-                        let mut x = x_best.to_vec();
-                        x[k] = held;
-                        for (&i, v) in others.iter().zip(y) {
-                            x[i] = *v;
-                        }
-                        f(&x)
-                    };
-                    let y0: Vec<f64> = others.iter().map(|&i| x_best[i]).collect();
-                    let steps: Vec<f64> = others.iter().map(|&i| step[i]).collect();
-                    if y0.is_empty() {
-                        reduced(&[])
-                    } else {
-                        nelder_mead(&mut reduced, &y0, &steps, max_evals).1
-                    }
+                    held_at(f, x_best, step, k, held, max_evals)
                 })
                 .collect()
         })

@@ -173,7 +173,7 @@ const HELD_OUT_A100: [(&str, u32, &str); 3] = [
 
 /// Mean prompt of the bundled ShareGPT-like sample (`energyllm dataset stats`), in tokens: the
 /// v2 chat runs replay ShareGPT prompts, and their lengths are not in the data.
-const SHAREGPT_MEAN_PROMPT: f64 = 99.1;
+const SHAREGPT_MEAN_PROMPT_TOKENS: f64 = 99.1;
 
 /// The ML.ENERGY v2 chat rows (vLLM 0.5.4, default clocks) of `model` at `tp` on the A100-40GB.
 fn v2_rows(data: &Path, model: &str, tp: u32) -> Result<Vec<Row>, Error> {
@@ -206,7 +206,7 @@ fn v2_rows(data: &Path, model: &str, tp: u32) -> Result<Vec<Row>, Error> {
 pub(super) fn held_out_a100_section(data: &Path, report: &mut Report) -> Result<(), Error> {
     let gpu = GpuSpec::builtin("a100-40gb")?;
     let timing = IterationModel::default();
-    let input = SHAREGPT_MEAN_PROMPT;
+    let input = SHAREGPT_MEAN_PROMPT_TOKENS;
     let s = &mut report.text;
     let _ = writeln!(
         s,

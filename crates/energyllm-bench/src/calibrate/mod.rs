@@ -87,47 +87,51 @@ const PROFILE_FACTORS: [f64; 2] = [0.5, 2.0];
 /// doubling it (the others refitted) costs less than this.
 const PINNED_RISE_POINTS: f64 = 1.0;
 
+/// One constant of a fit for [`sensitivity_table`].
+struct Sensitivity<'a> {
+    name: &'a str,
+    shipped: f64,
+    refit: f64,
+    /// The fit's best error with the constant held at each of [`PROFILE_FACTORS`] of its refit.
+    at_factors: Vec<f64>,
+    /// The fit's best error with the constant held at its shipped value.
+    at_shipped: f64,
+}
+
 /// Sensitivity of a fit: for each constant, the best error with it held at half and at twice its
-/// refit value and the others refitted ([`crate::optimize::profile`]). A constant is pinned from
-/// a side when moving it there costs at least [`PINNED_RISE_POINTS`]; the shipped value of a
-/// pinned constant is flagged when it is more than 10% from the refit. Rows: name, shipped,
-/// refit, errors at the factors.
-fn sensitivity_table(s: &mut String, best: f64, rows: &[(&str, f64, f64, Vec<f64>)]) {
+/// refit value, and at its shipped value, the others refitted ([`crate::optimize::held_at`]). A
+/// constant is pinned from a side when moving it there costs at least [`PINNED_RISE_POINTS`];
+/// its shipped value is flagged when holding it there costs that much.
+fn sensitivity_table(s: &mut String, best: f64, rows: &[Sensitivity<'_>]) {
     let _ = writeln!(
         s,
-        "How well the data pin each constant (error {best:.2}% at the refit; the others refitted \
-         with one held at ×0.5 and ×2 of its refit value, or at 0.5 and 2 fit steps when that is 0):\n\n\
-         | constant | shipped | refit | error at ×0.5 | error at ×2 | pinned by these data | shipped vs refit |\n\
+        "How well the data pin each constant (error {best:.2}% at the refit). Each is held at ×0.5 and \
+         ×2 of its refit value (0.5 and 2 fit steps when that is 0; a value outside the constant's \
+         bounds is clamped to them) and at its shipped value, the others refitted:\n\n\
+         | constant | shipped | refit | error at ×0.5 | error at ×2 | pinned by these data | error at shipped |\n\
          |---|---:|---:|---:|---:|---|---|"
     );
-    for (name, shipped, refit, errors) in rows {
-        let rise = |i: usize| errors.get(i).map_or(0.0, |e| e - best) >= PINNED_RISE_POINTS;
+    for r in rows {
+        let rise = |i: usize| r.at_factors.get(i).map_or(0.0, |e| e - best) >= PINNED_RISE_POINTS;
         let pinned = match (rise(0), rise(1)) {
             (true, true) => "yes",
             (true, false) => "from below only",
             (false, true) => "from above only",
             (false, false) => "**no**",
         };
-        let drift = if *refit == 0.0 {
-            if *shipped == 0.0 {
-                0.0
-            } else {
-                f64::INFINITY
-            }
+        let shipped_cost = r.at_shipped - best;
+        let verdict = if shipped_cost >= PINNED_RISE_POINTS {
+            format!("**{:.2}%** (+{shipped_cost:.2} points)", r.at_shipped)
         } else {
-            shipped / refit - 1.0
+            format!("{:.2}%", r.at_shipped)
         };
-        let verdict = if pinned == "**no**" {
-            "not pinned: the data cannot say".to_owned()
-        } else if drift.abs() > 0.1 {
-            format!("**{:+.0}%**", drift * 100.0)
-        } else {
-            format!("{:+.0}%", drift * 100.0)
-        };
-        let cells: Vec<String> = errors.iter().map(|e| format!("{e:.2}%")).collect();
+        let cells: Vec<String> = r.at_factors.iter().map(|e| format!("{e:.2}%")).collect();
         let _ = writeln!(
             s,
-            "| {name} | {shipped:.4e} | {refit:.4e} | {} | {pinned} | {verdict} |",
+            "| {} | {:.4e} | {:.4e} | {} | {pinned} | {verdict} |",
+            r.name,
+            r.shipped,
+            r.refit,
             cells.join(" | ")
         );
     }
@@ -177,6 +181,22 @@ fn mape(pairs: &[(f64, f64)]) -> f64 {
         return f64::NAN;
     }
     100.0 * pairs.iter().map(|(truth, pred)| ((pred - truth) / truth).abs()).sum::<f64>() / pairs.len() as f64
+}
+
+/// The median absolute percentage error of (measured, predicted) pairs: robust to a few wild
+/// points where the mean is not.
+fn median_ape(pairs: &[(f64, f64)]) -> f64 {
+    let mut e: Vec<f64> = pairs.iter().map(|(t, p)| ((p - t) / t).abs() * 100.0).collect();
+    if e.is_empty() {
+        return f64::NAN;
+    }
+    e.sort_by(f64::total_cmp);
+    let n = e.len();
+    if n % 2 == 1 {
+        e[n / 2]
+    } else {
+        (e[n / 2 - 1] + e[n / 2]) / 2.0
+    }
 }
 
 /// Runs every section against the data in `data` (the `../shared/data` layout).

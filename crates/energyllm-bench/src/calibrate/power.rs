@@ -138,13 +138,13 @@ pub(super) fn fit_power(
 }
 
 /// The sensitivity rows of a power fit (see [`super::sensitivity_table`]): each free constant
-/// held at ×0.5 and ×2 of its fitted value, the other free ones refitted.
+/// held at ×0.5 and ×2 of its fitted value and at its shipped value, the other free ones refitted.
 pub(super) fn power_profile(
     shipped: &GpuSpec,
     fitted: &GpuSpec,
     free: [bool; 7],
     objective: &mut dyn FnMut(&GpuSpec) -> f64,
-) -> Vec<(&'static str, f64, f64, Vec<f64>)> {
+) -> Vec<super::Sensitivity<'static>> {
     let shipped = power_vector(shipped);
     let base = power_vector(fitted);
     let idx: Vec<usize> = (0..7).filter(|&i| free[i]).collect();
@@ -160,7 +160,17 @@ pub(super) fn power_profile(
     let x: Vec<f64> = idx.iter().map(|&i| base[i]).collect();
     let steps: Vec<f64> = idx.iter().map(|&i| POWER_STEPS[i]).collect();
     let errors = crate::optimize::profile(&mut f, &x, &steps, &super::PROFILE_FACTORS, 3000);
-    idx.iter().zip(errors).map(|(&i, e)| (POWER_NAMES[i], shipped[i], base[i], e)).collect()
+    idx.iter()
+        .enumerate()
+        .zip(errors)
+        .map(|((k, &i), at_factors)| super::Sensitivity {
+            name: POWER_NAMES[i],
+            shipped: shipped[i],
+            refit: base[i],
+            at_factors,
+            at_shipped: crate::optimize::held_at(&mut f, &x, &steps, k, shipped[i], 3000),
+        })
+        .collect()
 }
 
 pub(super) fn power_table(s: &mut String, shipped: &GpuSpec, fitted: &GpuSpec, fit_mape: f64) {

@@ -257,12 +257,15 @@ pub(super) fn vidur_section(data: &Path, refit: bool, report: &mut Report) -> Re
         s.push('\n');
         let steps = [0.05, 0.05, 0.5, 0.05, 5.0, 1.0];
         let errors = crate::optimize::profile(&mut objective, &x, &steps, &PROFILE_FACTORS, 2000);
-        let rows: Vec<(&str, f64, f64, Vec<f64>)> = EFFICIENCY_NAMES
-            .iter()
-            .zip(shipped)
-            .zip(fitted)
-            .zip(errors)
-            .map(|(((n, a), b), e)| (*n, a, b, e))
+        let rows: Vec<Sensitivity<'_>> = (0..x.len())
+            .map(|k| Sensitivity {
+                name: EFFICIENCY_NAMES[k],
+                shipped: shipped[k],
+                refit: fitted[k],
+                at_factors: errors[k].clone(),
+                // x0 is the shipped constants in the fit's units.
+                at_shipped: crate::optimize::held_at(&mut objective, &x, &steps, k, x0[k], 2000),
+            })
             .collect();
         sensitivity_table(s, v, &rows);
     }
