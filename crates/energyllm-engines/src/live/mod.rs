@@ -2,7 +2,8 @@
 //!
 //! - [`upstream`]: [`HttpEngine`](upstream::HttpEngine), the `vllm`, `tgi` and `llamacpp`
 //!   engines over HTTP (OpenAI completions or TGI's `/generate`, plain and SSE), with their
-//!   state read from Prometheus `/metrics` ([`prom`]) and streams decoded by [`sse`].
+//!   state read from Prometheus `/metrics` ([`prom`]), streams decoded by [`sse`] and answers
+//!   read into tokens and their times by [`answer`].
 //! - [`gateway`]: the OpenAI-compatible gateway that runs the sans-IO controller with tokio
 //!   time, holds the batch cap and drives the actuator through [`actuate`].
 //!
@@ -10,6 +11,7 @@
 //! here: the gateway carries out the `Controller`'s commands, as the simulator's driver does.
 
 pub mod actuate;
+pub mod answer;
 pub mod gateway;
 pub use crate::prom;
 pub mod sse;
