@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::flow::Picker;
-use crate::pick::{decide, Decision, EndpointState, PickPolicy, FAILED_READS_TO_LEAVE_OUT};
+use crate::pick::{decide, Decision, EndpointState, PickPolicy};
 use crate::pool::{Endpoint, Pool};
 
 /// Where a member came from.
@@ -220,7 +220,7 @@ impl Board {
             "energyllm_epp_endpoint_eligible",
             "gauge",
             "1 when the endpoint may be picked: page fresh and gateway ready.",
-            per_endpoint(&|x| u8::from(eligible(&x.state, now, stale)).to_string()),
+            per_endpoint(&|x| u8::from(x.state.eligible(now, stale)).to_string()),
         );
         family(
             "energyllm_epp_picks_total",
@@ -259,18 +259,11 @@ impl Board {
     }
 }
 
-fn eligible(st: &EndpointState, now: Instant, stale: Duration) -> bool {
-    st.ready
-        && st.failed_reads < FAILED_READS_TO_LEAVE_OUT
-        && st.read_at.is_some_and(|t| now.saturating_duration_since(t) <= stale)
-}
-
 impl Picker for Board {
     fn pick(&self, subset: Option<&[SocketAddr]>, sheddable: bool) -> Decision {
         let mut m = self.members();
-        let addresses: Vec<SocketAddr> = m.list.iter().map(|x| x.endpoint.address).collect();
-        let states: Vec<EndpointState> = m.list.iter().map(|x| x.state.clone()).collect();
-        let d = decide(&addresses, &states, Instant::now(), subset, sheddable, &self.policy);
+        let members = m.list.iter().map(|x| (x.endpoint.address, &x.state));
+        let d = decide(members, Instant::now(), subset, sheddable, &self.policy);
         if let Decision::Route(addrs) = &d {
             if let Some(x) = m.list.iter_mut().find(|x| Some(&x.endpoint.address) == addrs.first()) {
                 x.state.picked_since_read += 1;

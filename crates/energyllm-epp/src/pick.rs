@@ -91,6 +91,32 @@ impl EndpointState {
         self.picked_at_send = 0;
     }
 
+    /// Whether the endpoint may be picked: a page read within `stale_after`, reads succeeding,
+    /// the gateway ready.
+    pub fn eligible(&self, now: Instant, stale_after: Duration) -> bool {
+        self.ready
+            && self.failed_reads < FAILED_READS_TO_LEAVE_OUT
+            && self.read_at.is_some_and(|t| now.saturating_duration_since(t) <= stale_after)
+    }
+
+    /// Why an endpoint that is not [`eligible`](Self::eligible) is left out, for the 503.
+    fn why_not(&self, now: Instant, stale_after: Duration) -> String {
+        let err = self.error.as_deref().unwrap_or("no reason given");
+        match self.read_at.map(|t| now.saturating_duration_since(t)) {
+            None if self.error.is_some() => err.to_owned(),
+            None => "metrics not read yet".to_owned(),
+            Some(_) if self.failed_reads >= FAILED_READS_TO_LEAVE_OUT => {
+                format!("{} reads failed in a row ({err})", self.failed_reads)
+            }
+            Some(age) if age > stale_after => format!(
+                "metrics {:.1} s old{}",
+                age.as_secs_f64(),
+                self.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+            ),
+            _ => "not ready (draining or unhealthy)".to_owned(),
+        }
+    }
+
     /// Whether this picker's own picks since the last page have filled the batch: the page's
     /// score then no longer describes the endpoint.
     fn filled_by_recent_picks(&self) -> bool {
@@ -144,41 +170,34 @@ const FILLED_SCORE_CEILING: f64 = 0.5 - 1e-9;
 /// the staleness the simulator does not have: an endpoint whose batch this picker's picks since
 /// its last page have filled ranks with at most [`FILLED_SCORE_CEILING`], so that a burst
 /// between two reads does not all land on one endpoint.
-pub fn decide(
-    endpoints: &[SocketAddr],
-    states: &[EndpointState],
+pub fn decide<'a>(
+    members: impl IntoIterator<Item = (SocketAddr, &'a EndpointState)>,
     now: Instant,
     subset: Option<&[SocketAddr]>,
     sheddable: bool,
     policy: &PickPolicy,
 ) -> Decision {
-    let mut why_not = Vec::new();
+    let mut addresses = Vec::new();
     let mut eligible = Vec::new();
-    for (i, (address, s)) in endpoints.iter().zip(states).enumerate() {
-        if subset.is_some_and(|set| !set.contains(address)) {
+    let mut left_out = Vec::new();
+    for (address, s) in members {
+        if subset.is_some_and(|set| !set.contains(&address)) {
             continue;
         }
-        let age = s.read_at.map(|t| now.saturating_duration_since(t));
-        let err = s.error.as_deref().unwrap_or("no reason given");
-        match age {
-            None if s.error.is_some() => why_not.push(format!("{}: {err}", address)),
-            None => why_not.push(format!("{}: metrics not read yet", address)),
-            Some(_) if s.failed_reads >= FAILED_READS_TO_LEAVE_OUT => {
-                why_not.push(format!("{}: {} reads failed in a row ({err})", address, s.failed_reads))
-            }
-            Some(age) if age > policy.stale_after => why_not.push(format!(
-                "{}: metrics {:.1} s old{}",
-                address,
-                age.as_secs_f64(),
-                s.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
-            )),
-            Some(_) if !s.ready => why_not.push(format!("{}: not ready (draining or unhealthy)", address)),
-            Some(_) if s.filled_by_recent_picks() => eligible.push((i, s.score.min(FILLED_SCORE_CEILING))),
-            Some(_) => eligible.push((i, s.score)),
+        let i = addresses.len();
+        addresses.push(address);
+        if !s.eligible(now, policy.stale_after) {
+            left_out.push((address, s));
+        } else if s.filled_by_recent_picks() {
+            eligible.push((i, s.score.min(FILLED_SCORE_CEILING)));
+        } else {
+            eligible.push((i, s.score));
         }
     }
     if eligible.is_empty() {
         let scope = if subset.is_some() { "in the request's subset" } else { "in the pool" };
+        let why_not: Vec<String> =
+            left_out.iter().map(|(a, s)| format!("{a}: {}", s.why_not(now, policy.stale_after))).collect();
         let detail = if why_not.is_empty() { "none listed".to_owned() } else { why_not.join("; ") };
         return Decision::Unavailable(format!("no ready endpoint {scope}: {detail}"));
     }
@@ -190,7 +209,7 @@ pub fn decide(
             policy.shed_below
         ));
     }
-    let addrs = order.iter().take(1 + policy.fallbacks).map(|&i| endpoints[i]).collect();
+    let addrs = order.iter().take(1 + policy.fallbacks).map(|&i| addresses[i]).collect();
     Decision::Route(addrs)
 }
 
@@ -225,10 +244,13 @@ mod tests {
     fn the_highest_score_leads_and_fallbacks_follow_in_rank() {
         let now = Instant::now();
         let states = [state(0.6, 0.0, 8.0, now), state(0.9, 0.0, 8.0, now), state(0.7, 0.0, 8.0, now)];
-        let d = decide(&pool(3), &states, now, None, false, &PickPolicy::default());
+        let d = decide(pool(3).into_iter().zip(&states), now, None, false, &PickPolicy::default());
         assert_eq!(addrs(&d), ["10.0.0.2:8000", "10.0.0.3:8000", "10.0.0.1:8000"]);
         let one = PickPolicy { fallbacks: 0, ..PickPolicy::default() };
-        assert_eq!(addrs(&decide(&pool(3), &states, now, None, false, &one)), ["10.0.0.2:8000"]);
+        assert_eq!(
+            addrs(&decide(pool(3).into_iter().zip(&states), now, None, false, &one)),
+            ["10.0.0.2:8000"]
+        );
     }
 
     #[test]
@@ -237,9 +259,9 @@ mod tests {
         let states = [state(0.6, 0.0, 8.0, now), state(0.9, 0.0, 8.0, now), state(0.7, 0.0, 8.0, now)];
         let subset: Vec<SocketAddr> =
             ["10.0.0.1:8000", "10.0.0.3:8000", "10.9.9.9:1"].iter().map(|a| a.parse().unwrap()).collect();
-        let d = decide(&pool(3), &states, now, Some(&subset), false, &PickPolicy::default());
+        let d = decide(pool(3).into_iter().zip(&states), now, Some(&subset), false, &PickPolicy::default());
         assert_eq!(addrs(&d), ["10.0.0.3:8000", "10.0.0.1:8000"]);
-        let d = decide(&pool(3), &states, now, Some(&[]), false, &PickPolicy::default());
+        let d = decide(pool(3).into_iter().zip(&states), now, Some(&[]), false, &PickPolicy::default());
         assert!(matches!(&d, Decision::Unavailable(why) if why.contains("in the request's subset")), "{d:?}");
     }
 
@@ -250,14 +272,14 @@ mod tests {
         let mut states = vec![state(0.9, 0.0, 8.0, old), state(0.8, 0.0, 8.0, now), EndpointState::default()];
         states[1].ready = false;
         states[2].error = Some("connection refused".into());
-        let d = decide(&pool(3), &states, now, None, false, &PickPolicy::default());
+        let d = decide(pool(3).into_iter().zip(&states), now, None, false, &PickPolicy::default());
         let Decision::Unavailable(why) = d else { panic!("{d:?}") };
         assert!(why.contains("10.0.0.1:8000: metrics 10.0 s old"), "{why}");
         assert!(why.contains("10.0.0.2:8000: not ready"), "{why}");
         assert!(why.contains("10.0.0.3:8000: connection refused"), "{why}");
         states[1].ready = true;
         assert_eq!(
-            addrs(&decide(&pool(3), &states, now, None, false, &PickPolicy::default())),
+            addrs(&decide(pool(3).into_iter().zip(&states), now, None, false, &PickPolicy::default())),
             ["10.0.0.2:8000"]
         );
     }
@@ -267,22 +289,31 @@ mod tests {
         let now = Instant::now();
         let mut states = vec![state(0.9, 3.0, 4.0, now), state(0.6, 0.0, 4.0, now)];
         let p = PickPolicy::default();
-        assert_eq!(addrs(&decide(&pool(2), &states, now, None, false, &p))[0], "10.0.0.1:8000");
+        assert_eq!(
+            addrs(&decide(pool(2).into_iter().zip(&states), now, None, false, &p))[0],
+            "10.0.0.1:8000"
+        );
         // A full batch by its own page still leads while its score does, as in the simulator:
         // the gateway's score already counts the wait for a slot.
         states[0].load = 6.0;
-        assert_eq!(addrs(&decide(&pool(2), &states, now, None, false, &p))[0], "10.0.0.1:8000");
+        assert_eq!(
+            addrs(&decide(pool(2).into_iter().zip(&states), now, None, false, &p))[0],
+            "10.0.0.1:8000"
+        );
         // Filled by this picker since the page was read: that score is out of date, and the
         // endpoint counts as without slack until its next page.
         states[0].load = 3.0;
         states[0].picked_since_read = 1;
         assert_eq!(
-            addrs(&decide(&pool(2), &states, now, None, false, &p)),
+            addrs(&decide(pool(2).into_iter().zip(&states), now, None, false, &p)),
             ["10.0.0.2:8000", "10.0.0.1:8000"]
         );
         // It still goes before an endpoint whose own page says it has no slack.
         states[1].score = 0.3;
-        assert_eq!(addrs(&decide(&pool(2), &states, now, None, false, &p))[0], "10.0.0.1:8000");
+        assert_eq!(
+            addrs(&decide(pool(2).into_iter().zip(&states), now, None, false, &p))[0],
+            "10.0.0.1:8000"
+        );
     }
 
     #[test]
@@ -292,15 +323,18 @@ mod tests {
         let p = PickPolicy::default();
         states[0].read_failed("connection refused".into());
         assert_eq!(
-            addrs(&decide(&pool(2), &states, now, None, false, &p))[0],
+            addrs(&decide(pool(2).into_iter().zip(&states), now, None, false, &p))[0],
             "10.0.0.1:8000",
             "one may be a slow read"
         );
         states[0].read_failed("connection refused".into());
-        assert_eq!(addrs(&decide(&pool(2), &states, now, None, false, &p)), ["10.0.0.2:8000"]);
+        assert_eq!(addrs(&decide(pool(2).into_iter().zip(&states), now, None, false, &p)), ["10.0.0.2:8000"]);
         states[1].read_failed("timed out".into());
         states[1].read_failed("timed out".into());
-        let Decision::Unavailable(why) = decide(&pool(2), &states, now, None, false, &p) else { panic!() };
+        let Decision::Unavailable(why) = decide(pool(2).into_iter().zip(&states), now, None, false, &p)
+        else {
+            panic!()
+        };
         assert!(why.contains("10.0.0.1:8000: 2 reads failed in a row (connection refused)"), "{why}");
     }
 
@@ -309,10 +343,16 @@ mod tests {
         let now = Instant::now();
         let states = [state(0.1, 9.0, 8.0, now), state(0.12, 9.0, 8.0, now)];
         let p = PickPolicy::default();
-        assert!(matches!(decide(&pool(2), &states, now, None, true, &p), Decision::Shed(_)));
-        assert_eq!(addrs(&decide(&pool(2), &states, now, None, false, &p))[0], "10.0.0.2:8000");
+        assert!(matches!(decide(pool(2).into_iter().zip(&states), now, None, true, &p), Decision::Shed(_)));
+        assert_eq!(
+            addrs(&decide(pool(2).into_iter().zip(&states), now, None, false, &p))[0],
+            "10.0.0.2:8000"
+        );
         let never = PickPolicy { shed_below: 0.0, ..p };
-        assert!(matches!(decide(&pool(2), &states, now, None, true, &never), Decision::Route(_)));
+        assert!(matches!(
+            decide(pool(2).into_iter().zip(&states), now, None, true, &never),
+            Decision::Route(_)
+        ));
     }
 
     #[test]
